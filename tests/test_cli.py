@@ -1,0 +1,54 @@
+"The fer_fastai console script end to end, in a temporary folder"
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+EXE = str(Path(sys.executable).parent/'fer_fastai')
+
+def _run(*args, cwd=None):
+    env = dict(os.environ, MPLBACKEND='Agg', PYTHONWARNINGS='ignore')
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory, fer_path):
+    out = tmp_path_factory.mktemp('cli')/'run'
+    r = _run('train', '--arch', 'resnet18', '--size', '48', '--epochs', '1', '--bs', '64', '--max-per-class', '60', '--out', out, '--no-plots')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r
+
+def test_train_writes_a_complete_run(trained_run):
+    out, r = trained_run
+    for f in ['model.pth', 'model.json', 'history.csv', 'data_report.txt', 'confusion_PrivateTest.png', 'confusion_PublicTest.png', 'PrivateTest_per_class.csv']:
+        assert (out/f).is_file(), f
+    meta = json.loads((out/'model.json').read_text())
+    assert meta['arch'] == 'resnet18' and meta['size'] == 48 and meta['n_channels'] == 1 and len(meta['mean']) == 1
+    assert meta['metrics']['PrivateTest']['n'] == 3589 and meta['metrics']['PublicTest']['n'] == 60 * 6 + 56  # disgust has 56 PublicTest faces
+    assert 'Body randomly initialised: no frozen stage' in r.stdout and 'PrivateTest' in r.stdout
+
+def test_evaluate_reproduces_the_training_metrics(trained_run):
+    out, _ = trained_run
+    r = _run('evaluate', '--model', out, '--split', 'PrivateTest', '--out', out/'eval')
+    assert r.returncode == 0, r.stderr[-3000:]
+    acc = json.loads((out/'model.json').read_text())['metrics']['PrivateTest']['accuracy']
+    assert f'accuracy {acc:.4f}' in r.stdout and (out/'eval'/'confusion_PrivateTest.png').is_file()
+
+def test_refuses_an_existing_run_without_overwrite(trained_run):
+    out, _ = trained_run
+    r = _run('train', '--out', out, '--epochs', '1')
+    assert r.returncode == 2 and '--overwrite' in r.stderr and 'Traceback' not in r.stderr
+
+@pytest.mark.parametrize('args,msg', [
+    (['train', '--arch', 'resnet19'], 'Supported: resnet18'),
+    (['train', '--data', '/no/such/dir'], 'does not exist'),
+    (['evaluate', '--model', '/no/such/run'], 'no model.json'),
+    (['train', '--native', 'maybe'], '--native must be'),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, msg):
+    r = _run(*args, '--out', tmp_path/'x') if args[0] == 'train' else _run(*args)
+    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+def test_summary_and_help():
+    r = _run('summary')
+    assert r.returncode == 0 and 'PrivateTest' in r.stdout and 'Exact-duplicate groups' in r.stdout
+    assert _run('--help').returncode == 0 and 'train' in _run('--help').stdout
+    assert _run('bogus').returncode == 2

@@ -1,0 +1,74 @@
+"fer_learner, pretrained weights offline, weights files, the recipe on real FER2013, save/reload"
+import json, warnings
+from pathlib import Path
+import numpy as np, pytest, torch, torchvision
+from fer_fastai.core import *
+from fer_fastai.data import *
+from fer_fastai.learner import *
+from fer_fastai.train import *
+from fer_fastai.evaluate import *
+
+@pytest.fixture(scope='module')
+def small_dls(fer_items):
+    return fer_dataloaders(fer_items, max_per_class=40, bs=32, seed=0, verbose=False)
+
+def test_unknown_arch_lists_supported(small_dls):
+    with pytest.raises(FERModelError, match='Supported: resnet18, resnet34'): fer_learner(small_dls, 'resnet1000')
+
+@pytest.mark.parametrize('arch', ['resnet18', 'vgg16_bn'])
+def test_pretrained_from_hub_cache(small_dls, arch, tmp_path, monkeypatch):
+    "No download: a state dict placed where torchvision looks (the torch hub cache) must end up in the body"
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    with pytest.raises(FERModelError, match='hub cache'): fer_learner(small_dls, arch, pretrained=True)
+    ref = getattr(torchvision.models, arch)(weights=None)
+    f = pretrained_weights_file(arch)
+    assert str(f).startswith(str(tmp_path)) and f.name == Path(torchvision.models.get_model_weights(arch).DEFAULT.url).name
+    f.parent.mkdir(parents=True, exist_ok=True); torch.save(ref.state_dict(), f)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn = fer_learner(small_dls, arch, pretrained=True, native=False)
+    body = learn.model[0].state_dict()
+    own = {k: v for k, v in ref.state_dict().items() if not k.startswith(('fc.', 'classifier.'))}
+    names = [n for n, _ in ref.named_children()]
+    mapped = {str(names.index(k.split('.', 1)[0])) + '.' + k.split('.', 1)[1]: v for k, v in own.items()}
+    first = next(k for k, v in mapped.items() if v.ndim == 4)
+    assert set(mapped) == set(body)
+    for k, v in mapped.items():
+        if k == first: assert torch.equal(body[k], v.sum(1, keepdim=True))   # gray input: RGB filters summed
+        else: assert torch.equal(body[k], v), k
+
+def test_weights_of_another_arch_are_reported(small_dls, tmp_path):
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path/'r50.pth')
+    with pytest.raises(FERModelError, match='do not fit the resnet18 body.*shape mismatches'):
+        fer_learner(small_dls, 'resnet18', weights=tmp_path/'r50.pth', native=False)
+    (tmp_path/'junk.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(FERModelError, match='not a PyTorch state dict'): fer_learner(small_dls, 'resnet18', weights=tmp_path/'junk.pth')
+
+def test_vocab_mismatch_and_reload_identical(small_dls, tmp_path):
+    learn = fer_learner(small_dls, 'resnet18', pretrained=False)
+    learn.fit(1, 1e-3)
+    save_model(learn, tmp_path/'run')
+    assert torch.load(tmp_path/'run'/'model.pth', weights_only=True)  # loads without unpickling code
+    meta = json.loads((tmp_path/'run'/'model.json').read_text())
+    assert meta['vocab'] == list(EMOTIONS) and meta['mean'] == small_dls.fer['mean']
+    reloaded = load_fer_learner(tmp_path/'run', small_dls)
+    dl = small_dls.test_dl(small_dls.test_items.iloc[:64], with_labels=True)
+    p1, _ = learn.get_preds(dl=dl); p2, _ = reloaded.get_preds(dl=dl)
+    assert torch.allclose(p1, p2, atol=1e-6) and torch.equal(p1.argmax(1), p2.argmax(1))
+    model, meta = load_model(tmp_path/'run', 'cpu')
+    with torch.no_grad(): p3 = model(dl.one_batch()[0].cpu()).softmax(1)
+    assert torch.allclose(p3, p1[:p3.shape[0]], atol=1e-5)
+    three = fer_dataloaders(small_dls.items[small_dls.items.label.isin(['happy', 'sad', 'angry'])], bs=16, verbose=False)
+    with pytest.raises(FERModelError, match='The model knows'): load_fer_learner(tmp_path/'run', three)
+
+def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
+    "A short seeded CPU run on a FER2013 subset is clearly above chance on a PrivateTest subset"
+    dls = fer_dataloaders(fer_items, max_per_class=TRAIN_PER_CLASS, bs=64, seed=0, verbose=False)
+    learn = fer_learner(dls, 'resnet18', pretrained=False)
+    run = train_fer(learn, epochs=TRAIN_EPOCHS, lr_find_iters=40, show_plot=False)
+    assert [s['stage'] for s in run.stages] == ['lr_find', 'all layers']
+    test = dls.test_items.groupby('label', group_keys=False).head(100)   # a class-balanced PrivateTest subset
+    rep = evaluate(learn, test)
+    assert rep.n == len(test) and rep.accuracy >= 0.35, rep
+
+TRAIN_PER_CLASS, TRAIN_EPOCHS = 400, 4

@@ -1,0 +1,102 @@
+"Models (SCN, attention/dropout heads, TTA, ensembles) and recipes (k-fold protocol, quick end-to-end runs)"
+import copy, os
+import numpy as np, pandas as pd, pytest, torch
+from fastai.learner import Learner
+from fer_fastai.data import fer_dataloaders
+from fer_fastai.learner import create_fer_model, FERModelError
+from fer_fastai.models import *
+from fer_fastai.models import _synthetic_items, _tiny_body
+from fer_fastai.recipes import RECIPES, run_recipe, cv_splits, cross_validate, results_row, RESULT_COLUMNS, get_recipe
+
+@pytest.fixture(scope='module')
+def scn_run():
+    "An SCN trained on two separable synthetic classes with 20% of the training labels flipped"
+    torch.manual_seed(0)
+    items = _synthetic_items(300)
+    dls = fer_dataloaders(items, size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
+    learn = scn_learner(dls, body=_tiny_body(), warmup=3)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(6, 3e-3)
+    return learn, dls
+
+def test_scn_finds_noisy_labels(scn_run):
+    learn, dls = scn_run
+    rel = learn.cbs.filter(lambda c: isinstance(c, SCNRelabel))[0]
+    rec = learn.cbs.filter(lambda c: isinstance(c, SCNAlphaRecorder))[0]
+    train = dls.items.iloc[:dls.fer['n_train']].reset_index(drop=True)
+    alpha = pd.Series(rec.alpha)
+    flipped = train.flipped[alpha.index].values
+    assert alpha[flipped].mean() < alpha[~flipped].mean()
+    ch = rel.relabelled
+    assert len(ch) > 0 and (ch.new.values == train.true[ch.item].values).mean() > 0.5
+    assert sum(h['relabelled'] for h in rel.history) == len(ch)
+    assert all(h['relabelled'] == 0 for h in rel.history[:3])  # nothing before the warm-up ends
+
+def test_scn_resnet18_forward_backward():
+    m = create_fer_model('resnet18', 7, 1, pretrained=False, native=True, head='scn')
+    loss = SCNLoss(m[1])(m(torch.randn(6, 1, 48, 48)), torch.randint(0, 7, (6,)))
+    loss.backward()
+    assert m[0][0].weight.grad.abs().sum() > 0 and m[1].attention.weight.grad.abs().sum() > 0
+
+def test_rank_loss():
+    assert float(rank_loss(torch.full((10,), .5))) == pytest.approx(0.15)
+    assert float(rank_loss(torch.tensor([.9] * 7 + [.1] * 3))) == 0
+
+@pytest.mark.parametrize('arch', ['resnet18', 'resnet50'])
+def test_attention_head(arch):
+    m = create_fer_model(arch, 7, 1, pretrained=False, native=True, head='attention')
+    out = m(torch.randn(3, 1, 48, 48)); out.sum().backward()
+    a = m[1].attn
+    assert (a >= 0).all() and torch.allclose(a.flatten(1).sum(1), torch.ones(3), atol=1e-5)
+    assert m[0][0].weight.grad.abs().sum() > 0
+
+def test_dropout_head():
+    m = create_fer_model('resnet18', 7, 1, pretrained=False, native=True, head='dropout')
+    assert m(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    assert [l.out_features for l in m[1] if isinstance(l, torch.nn.Linear)] == [1024, 512, 7]
+
+def test_tta_and_ensemble(scn_run):
+    learn, dls = scn_run
+    probs, targs = learn.get_preds(dl=dls.valid)
+    p, t = predict_tta(learn, dls.valid, flip=False, crops=0)
+    assert torch.allclose(p, probs, atol=1e-5) and t.tolist() == targs.tolist()
+    twin = Learner(dls, copy.deepcopy(learn.model), loss_func=learn.loss_func)
+    pe, _ = ensemble_probs([learn, twin], 'valid')
+    assert torch.allclose(pe, probs, atol=1e-5)
+    pt, _ = predict_tta(learn, dls.valid, flip=True, crops=4)
+    assert torch.allclose(pt.sum(1), torch.ones(len(pt)), atol=1e-5)
+    rep = evaluate_ensemble([learn, twin], dls.items.iloc[dls.fer['n_train']:], flip=True)
+    assert rep.n == dls.fer['n_valid'] and 0 <= rep.accuracy <= 1
+
+def test_cv_splits():
+    items = _synthetic_items(200).assign(split=['Training'] * 180 + ['PrivateTest'] * 20)
+    items['subject'] = [f's{i % 30}' for i in range(len(items))]
+    pool = np.arange(180)
+    for by_subject in (False, True):
+        folds = cv_splits(items, 5, by_subject=by_subject)
+        assert sorted(np.concatenate([va for _, va in folds])) == list(pool)  # disjoint, cover the non-test items
+        for tr, va in folds:
+            assert not set(tr) & set(va) and len(tr) + len(va) == 180
+            if by_subject: assert not set(items.subject.iloc[tr]) & set(items.subject.iloc[va])
+            else:
+                share = items.label.iloc[va].value_counts(normalize=True).sort_index().values
+                assert np.abs(share - items.label.iloc[pool].value_counts(normalize=True).sort_index().values).max() < 0.1
+
+def test_cross_validate():
+    items = _synthetic_items(120).assign(split='Training')
+    df, stats = cross_validate(lambda dls, k: dict(n=float(dls.fer['n_valid'])), items, n_folds=3, size=24, aug=None, bs=16)
+    assert len(df) == 3 and df.n.sum() == 120 and stats['n'][0] == pytest.approx(40)
+
+def test_unknown_recipe():
+    with pytest.raises(FERModelError, match='Recipes: fastai_resnet18'): run_recipe('nope')
+    with pytest.raises(FERModelError, match='not recipe settings'): get_recipe('fastai_resnet18', epoch=2)
+
+# one recipe per protocol by default (about 2 minutes); every recipe with FER_FASTAI_SLOW=1
+QUICK_RECIPES = list(RECIPES) if os.environ.get('FER_FASTAI_SLOW') else ['fastai_resnet18', 'vgg16_dropout_cw', 'sfew_resnet18', 'scn_resnet18']
+
+@pytest.mark.parametrize('name', QUICK_RECIPES)
+def test_recipe_quick(name, fer_path, tmp_path):
+    res = run_recipe(name, out=tmp_path/name, quick=True, max_per_class=6)
+    row = results_row(res)
+    assert list(row) == RESULT_COLUMNS and row['quick'] is True and row['hardware']
+    assert (tmp_path/name/'results.json').is_file()
+    if RECIPES[name].pretrained: assert row['weights'] in ('imagenet', 'random (ImageNet weights not in the torch hub cache)')
