@@ -19,7 +19,7 @@ from .evaluate import *
 # %% auto #0
 __all__ = ['QUICK', 'RUN_FILES', 'COMMANDS', 'USER_ERRORS', 'train', 'evaluate_run', 'summary', 'main']
 
-# %% ../nbs/10_cli.ipynb #0a9b8382
+# %% ../nbs/10_cli.ipynb #c6dc7f81
 QUICK = dict(max_per_class=400, epochs=4, lr_find_iters=50)
 RUN_FILES = ('model.pth', 'model.json', 'history.csv', 'data_report.txt', 'models')
 
@@ -46,7 +46,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
           pretrained:bool=False, # start from torchvision's ImageNet weights (torch hub cache; downloads on a connected machine)
           weights:str=None, # start from a body in this file or run folder (face-pretrained, or trained on another dataset)
           native:str='auto', # 'auto' (native stem below 96 px), 'yes' or 'no'
-          head:str='fastai', # 'fastai' (concat-pool head) or 'linear' (pooling + linear: exact CAMs)
+          head:str='auto', # 'auto' (fastai's head if pretrained, else linear), 'fastai', 'linear' (exact CAMs) or a registered head
           lr:float=None, # learning rate (default: lr_find's suggestion)
           max_per_class:int=None, # at most this many faces per emotion in train and valid
           class_weights:str='none', # 'none', 'inverse' or 'effective' (class-balanced loss)
@@ -67,7 +67,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     t0 = time.time()
     _arch(arch)  # fail fast on a typo, before reading the data
     for name, val, ok in [('--native', native, ('auto', 'yes', 'no')), ('--class-weights', class_weights, ('none', 'inverse', 'effective')),
-                          ('--opt', opt, ('adam', 'sgd')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, HEADS)]:
+                          ('--opt', opt, ('adam', 'sgd')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS])]:
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
     if quick:
         max_per_class = max_per_class or QUICK['max_per_class']; epochs = epochs or QUICK['epochs']

@@ -64,11 +64,11 @@ def test_vocab_mismatch_and_reload_identical(small_dls, tmp_path):
 def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
     "A short seeded CPU run on a FER2013 subset is clearly above chance on a PrivateTest subset"
     dls = fer_dataloaders(fer_items, max_per_class=TRAIN_PER_CLASS, bs=64, seed=0, verbose=False)
-    learn = fer_learner(dls, 'resnet18', pretrained=False)
+    learn = fer_learner(dls, 'resnet18', pretrained=False, native=False)  # the ImageNet stem: twice as fast on CPU
     run = train_fer(learn, epochs=TRAIN_EPOCHS, lr_find_iters=40, show_plot=False)
     assert [s['stage'] for s in run.stages] == ['lr_find', 'all layers']
     test = dls.test_items.groupby('label', group_keys=False).head(100)   # a class-balanced PrivateTest subset
     rep = evaluate(learn, test)
     assert rep.n == len(test) and rep.accuracy >= 0.35, rep
 
-TRAIN_PER_CLASS, TRAIN_EPOCHS = 400, 4
+TRAIN_PER_CLASS, TRAIN_EPOCHS = 1000, 3
