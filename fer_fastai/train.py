@@ -60,7 +60,7 @@ def _lr_find(learn, num_it, stage, out, show_plot, bounds):
     print(f'lr_find ({stage}): valley {valley:.2e} -> lr {lr:.2e}{note}')
     return lr
 
-# %% ../nbs/03_train.ipynb #6b36dda8
+# %% ../nbs/03_train.ipynb #d375d205
 def train_fer(learn, epochs:int=8, freeze_epochs:int=2, lr:float=None, lr_mult:float=100, monitor:str='accuracy',
               patience:int=None, schedule:str='one_cycle', plateau_patience:int=3, lr_find_iters:int=100, out=None,
               show_plot:bool=True, body_pretrained:bool=None, lr_bounds=None) -> TrainingRun:
@@ -82,7 +82,7 @@ def train_fer(learn, epochs:int=8, freeze_epochs:int=2, lr:float=None, lr_mult:f
     keep = _KeepBest(monitor=monitor, fname='best', reset_on_fit=False)
     nan = _NaNWatch()
     cbs = [keep, nan, TerminateOnNaNCallback()]
-    if out is not None: cbs.append(CSVLogger(fname=str(out/'history.csv'), append=True))
+    if out is not None: cbs.append(CSVLogger(fname='history.csv', append=True))  # relative to learn.path, which is `out`
     if patience: cbs.append(EarlyStoppingCallback(monitor=monitor, patience=patience, reset_on_fit=True))
     if schedule == 'plateau': cbs.append(ReduceLROnPlateau(monitor='valid_loss', patience=plateau_patience, factor=10.))
     rec = TrainingRun(arch=fer.get('arch'), device=str(learn.dls.device), stages=[], lrs={}, history=[], schedule=schedule,

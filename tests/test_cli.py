@@ -11,8 +11,9 @@ def _run(*args, cwd=None):
 
 @pytest.fixture(scope='module')
 def trained_run(tmp_path_factory, fer_path):
-    out = tmp_path_factory.mktemp('cli')/'run'
-    r = _run('train', '--arch', 'resnet18', '--size', '48', '--epochs', '1', '--bs', '64', '--max-per-class', '60', '--out', out, '--no-plots')
+    base = tmp_path_factory.mktemp('cli'); out = base/'runs'/'tiny'
+    # a relative --out, as users type it
+    r = _run('train', '--arch', 'resnet18', '--size', '48', '--epochs', '1', '--bs', '64', '--max-per-class', '60', '--out', 'runs/tiny', '--no-plots', cwd=base)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out, r
 
