@@ -24,7 +24,7 @@ case "$cmd" in
     before=$(find fer_fastai -name '*.py' | sort | xargs cat | sha1sum)
     nbdev_export
     [ "$before" = "$(find fer_fastai -name '*.py' | sort | xargs cat | sha1sum)" ] || { echo "fer_fastai/ was not what nbs/ exports (nbdev_export changed it): commit the exported modules" >&2; exit 1; }
-    nbdev_test --n_workers 2 --timing
+    OMP_NUM_THREADS=1 nbdev_test --n_workers 2 --timing   # two notebooks at a time, one thread each: oversubscribed OpenMP threads crawl
     pytest -q tests "$@"
     ;;
   help|-h|--help) sed -n '2,6p' "$0" ;;
