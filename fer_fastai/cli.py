@@ -19,7 +19,7 @@ from .evaluate import *
 # %% auto #0
 __all__ = ['QUICK', 'RUN_FILES', 'COMMANDS', 'USER_ERRORS', 'train', 'evaluate_run', 'summary', 'main']
 
-# %% ../nbs/10_cli.ipynb #b33ce6c4
+# %% ../nbs/10_cli.ipynb #345f2bff
 QUICK = dict(max_per_class=400, epochs=4, lr_find_iters=50)
 RUN_FILES = ('model.pth', 'model.json', 'history.csv', 'data_report.txt', 'models')
 
@@ -40,7 +40,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
           epochs:int=None, # epochs of the main (unfrozen) stage (default 8, 4 with --quick)
           freeze_epochs:int=2, # epochs with the body frozen (pretrained bodies only)
           bs:int=64, # batch size
-          out:str=None, # run folder to write (default runs/fer2013_ARCH, or runs/recipes/NAME for --recipe)
+          out:str=None, # run folder to write (default runs/fer2013_ARCH[_quick], or runs/recipes/NAME for --recipe)
           quick:bool=False, # class-balanced subset and 4 epochs: a few minutes on 2 CPU cores
           overwrite:bool=False, # replace a run already in --out
           pretrained:bool=False, # start from torchvision's ImageNet weights (torch hub cache; downloads on a connected machine)
@@ -72,7 +72,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     if quick:
         max_per_class = max_per_class or QUICK['max_per_class']; epochs = epochs or QUICK['epochs']
     epochs = epochs or 8
-    out = _prepare_out(out or f'runs/fer2013_{arch}', overwrite)
+    out = _prepare_out(out or f'runs/fer2013_{arch}' + ('_quick' if quick else ''), overwrite)
     n_channels = 1
     items = read_fer_items(data)
     print(f'Data: {len(items)} items from {data or fer_data_path()}')
@@ -105,15 +105,16 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     print('\n' + repr(reports[list(reports)[-1]]))
     return table
 
-# %% ../nbs/10_cli.ipynb #25b09925
+# %% ../nbs/10_cli.ipynb #f2fa66cb
 @call_parse
-def evaluate_run(model:str, # run folder written by `fer_fastai train`
+def evaluate_run(model:str=None, # run folder written by `fer_fastai train` (required)
                  split:str='PrivateTest', # split to evaluate: PrivateTest, PublicTest, valid, test...
                  data:str=None, # dataset (default: FER2013 at its default location)
                  out:str=None, # folder for the plots and tables (default: the run folder)
                  bs:int=128, # batch size
                  device:str=None): # 'cuda' or 'cpu' (default: CUDA when available)
     "Evaluate a trained run on a dataset split: accuracy, macro-F1, per-class metrics, confusion matrix"
+    if model is None: raise FERModelError('Pass the run folder to evaluate: --model runs/NAME.')
     meta_f = Path(model)/'model.json'
     if not meta_f.is_file(): raise FERModelError(f'{model!r} has no model.json: pass a run folder written by `fer_fastai train`.')
     meta = json.loads(meta_f.read_text())

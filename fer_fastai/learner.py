@@ -141,7 +141,7 @@ def _splitter(name):
     _, fn = _arch(name)
     return default_split if fn is None else model_meta[fn]['split']
 
-# %% ../nbs/02_learner.ipynb #19aec214
+# %% ../nbs/02_learner.ipynb #3d34291f
 def _norm_warning(dls, pretrained):
     norm = getattr(dls, 'fer', {}).get('normalize')
     if pretrained and norm != 'imagenet':
@@ -158,16 +158,17 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
     n_in, size = fer['n_channels'], fer['size']
     native = ifnone(native, size < 96)
     name, _ = _arch(arch)
-    if weights is not None: pretrained = False
+    sd = meta = None
+    if weights is not None: pretrained = False; sd, meta = _load_state(weights)
     # fastai's head (BN, dropout, a hidden layer) is made for fine-tuning pretrained features; a body trained
-    # from scratch learns faster under a plain pooled linear classifier (measured on FER2013 subsets)
-    if head == 'auto': head = 'fastai' if (pretrained or weights is not None) else 'linear'
+    # from scratch learns faster under a plain pooled linear classifier (measured on FER2013 subsets); a model
+    # this library saved keeps the head it was trained with
+    if head == 'auto': head = (meta or {}).get('head') or ('fastai' if (pretrained or weights is not None) else 'linear')
     _norm_warning(dls, pretrained)
     vocab = list(dls.vocab)
     model = create_fer_model(arch, len(vocab), n_in, pretrained, native, head, ps)
     loaded = None
     if weights is not None:
-        sd, meta = _load_state(weights)
         if meta is not None: _check_meta(meta, name, native, n_in)
         if any(k.startswith('0.') for k in sd):  # a model this library saved: body under 0., head under 1.
             same_vocab = meta is not None and list(meta.get('vocab', [])) == vocab
