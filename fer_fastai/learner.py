@@ -131,7 +131,10 @@ def create_fer_model(arch='resnet34', n_out:int=7, n_in:int=1, pretrained:bool=T
     model = _torchvision_model(name, fn, pretrained)
     if native: _make_native(model, name, n_in)
     # a native stem is already built for n_in channels; otherwise fastai adapts the first conv (summing RGB weights for gray)
+    bias = _first_conv(model).bias
     body = create_body(model, 3 if _first_conv(model).in_channels == n_in else n_in, pretrained, model_meta[fn]['cut'])
+    if pretrained and bias is not None and _first_conv(body).bias is not bias:
+        _first_conv(body).bias.data.copy_(bias.data)  # fastai's channel adaptation re-initialises the bias (VGG has one)
     nf = num_features_model(nn.Sequential(*body.children()))
     h = HEADS[head](nf, n_out, ps=ps, lin_ftrs=lin_ftrs)
     apply_init(h, nn.init.kaiming_normal_)
