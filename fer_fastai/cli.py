@@ -157,11 +157,13 @@ def _command(name):
     try: return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e: raise SystemExit(f'fer_fastai {name} is not available in this version ({e}).')
 
-def _underscored(arg):
-    "`--freeze-epochs=2` -> `--freeze_epochs=2`: options may be typed with hyphens or underscores"
+def _spelled(arg, known):
+    "`--freeze-epochs=2` -> `--freeze_epochs=2` (and `--no_detect` -> `--no-detect`): options may be typed with hyphens or underscores"
     if not arg.startswith('--'): return arg
     name, eq, val = arg.partition('=')
-    return '--' + name[2:].replace('-', '_') + eq + val
+    for cand in (name, '--' + name[2:].replace('-', '_'), '--' + name[2:].replace('_', '-')):
+        if cand in known: return cand + eq + val
+    return arg
 
 def main(argv=None):
     "Entry point of the `fer_fastai` console script"
@@ -172,7 +174,7 @@ def main(argv=None):
         return 0
     fn = _command(argv[0])
     p = anno_parser(inspect.unwrap(fn), prog=f'fer_fastai {argv[0]}')
-    args = vars(p.parse_args([_underscored(a) for a in argv[1:]])); args.pop('pdb', None); args.pop('xtra', None)
+    args = vars(p.parse_args([_spelled(a, p._option_string_actions) for a in argv[1:]])); args.pop('pdb', None); args.pop('xtra', None)
     try: fn(**args)
     except USER_ERRORS as e:
         print(f'error: {e}', file=sys.stderr); return 2
