@@ -37,7 +37,7 @@ def _prepare_out(out, overwrite):
 def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image folder (default: FER2013 at its default location)
           arch:str='resnet18', # architecture: resnet18/34/50/101/152, vgg16_bn, vgg19_bn (or a timm name)
           size:int=48, # input size in pixels (48 native; 224 for ImageNet-style input)
-          epochs:int=None, # epochs of the main (unfrozen) stage (default 8, 4 with --quick)
+          epochs:int=None, # epochs of the main (unfrozen) stage (default 16, 4 with --quick)
           freeze_epochs:int=2, # epochs with the body frozen (pretrained bodies only)
           bs:int=64, # batch size
           out:str=None, # run folder to write (default runs/fer2013_ARCH[_quick], or runs/recipes/NAME for --recipe)
@@ -50,7 +50,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
           lr:float=None, # learning rate (default: lr_find's suggestion)
           max_per_class:int=None, # at most this many faces per emotion in train and valid
           class_weights:str='none', # 'none', 'inverse' or 'effective' (class-balanced loss)
-          label_smoothing:float=0., # label smoothing of the cross-entropy
+          label_smoothing:float=0.1, # label smoothing of the cross-entropy (0 for none)
           opt:str='adam', # 'adam' or 'sgd' (momentum 0.9)
           schedule:str='one_cycle', # 'one_cycle' or 'plateau' (fixed lr reduced on plateau)
           patience:int=None, # early stopping patience in epochs
@@ -71,7 +71,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
     if quick:
         max_per_class = max_per_class or QUICK['max_per_class']; epochs = epochs or QUICK['epochs']
-    epochs = epochs or 8
+    epochs = epochs or 16
     out = _prepare_out(out or f'runs/fer2013_{arch}' + ('_quick' if quick else ''), overwrite)
     n_channels = 1
     items = read_fer_items(data)
@@ -96,7 +96,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     for r in reports.values(): r.save(out)
     training = dict(epochs=epochs, freeze_epochs=freeze_epochs, bs=bs, quick=quick, max_per_class=max_per_class, lrs=run.lrs,
                     stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
-                    class_weights=class_weights, label_smoothing=label_smoothing, opt=opt, schedule=schedule, seed=seed,
+                    class_weights=class_weights, label_smoothing=label_smoothing, opt=opt, schedule=schedule, seed=seed, pretrained=pretrained, weights=weights,
                     torch_threads=torch.get_num_threads(), total_time_s=time.time() - t0)
     save_model(learn, out, metrics=table.to_dict(orient='index'), training=training)
     shutil.rmtree(out/'models', ignore_errors=True)  # the best checkpoint is model.pth now

@@ -1,0 +1,37 @@
+"""Append a `fer_fastai train` run folder (the default recipe) to benchmarks/results.csv, from its model.json.
+
+    python benchmarks/add_train_run.py runs/fer2013_resnet18_e16 --command "fer_fastai train --epochs 16 ..."
+
+Every number comes from the run's own model.json (written by `fer_fastai train`); nothing is typed in.
+"""
+import argparse, json, sys
+from pathlib import Path
+import pandas as pd
+from fer_fastai.recipes import RESULT_COLUMNS, hardware
+
+def row(run, command=''):
+    meta_f = Path(run)/'model.json'
+    if not meta_f.is_file(): sys.exit(f'{run!r} has no model.json: pass a run folder written by `fer_fastai train`.')
+    m = json.loads(meta_f.read_text()); t, met = m['training'], m['metrics']
+    notes = [f"head {m['head']}", 'native stem' if m.get('native') else 'ImageNet stem', f"bs {t['bs']}", t['opt'], t['schedule']]
+    if t.get('label_smoothing'): notes.append(f"label smoothing {t['label_smoothing']}")
+    if t.get('class_weights') not in (None, 'none'): notes.append(f"class weights {t['class_weights']}")
+    if command: notes.append(command)
+    return dict(recipe='default (fer_fastai train)', arch=m['arch'], weights=t.get('weights') or ('imagenet' if t.get('pretrained') else 'random'),
+                input_size=m['size'], epochs=t['epochs'], hardware=f"{hardware()}, device {t['device']}",
+                wall_time_s=round(t.get('total_time_s', t['wall_time_s']), 1),
+                public_test_acc=round(met['PublicTest']['accuracy'], 4), private_test_acc=round(met['PrivateTest']['accuracy'], 4),
+                macro_f1=round(met['PrivateTest']['macro_f1'], 4), quick=bool(t.get('quick')), notes='; '.join(notes))
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('run', help='run folder written by `fer_fastai train`')
+    p.add_argument('--command', default='', help='the command that made the run, for the notes column')
+    p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
+    a = p.parse_args(argv)
+    r = pd.DataFrame([row(a.run, a.command)], columns=RESULT_COLUMNS)
+    path = Path(a.results)
+    r.to_csv(path, mode='a', header=not path.is_file(), index=False)
+    print(r.T.to_string(header=False))
+
+if __name__ == '__main__': main()
