@@ -5,6 +5,8 @@
     python benchmarks/run_recipes.py fastai_resnet18 scn_resnet18 --data PATH --out runs/recipes
     python benchmarks/run_recipes.py ensemble_tta --members runs/fer2013_resnet18 runs/fer2013_resnet18_e16 --name r18_e8_e16
                                                           # an ensemble (+TTA) of run folders already trained
+    python benchmarks/run_recipes.py scn_resnet18 --set epochs=8 'scn={"beta":0.7,"delta1":0.15,"delta2":0.2,"warmup":4}' --name e8
+                                                          # a recipe with some settings changed (values are JSON)
 """
 import argparse, json, sys, time, traceback
 from pathlib import Path
@@ -18,6 +20,7 @@ def main(argv=None):
     p.add_argument('--out', default='runs/recipes', help='folder for the run folders')
     p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'), help='results table to append to')
     p.add_argument('--members', nargs='+', default=None, help='ensemble recipes: run folders (or recipe names) to average')
+    p.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', help='override recipe settings (VALUE as JSON, else a string)')
     p.add_argument('--name', default=None, help='suffix for the run folder (e.g. to keep several ensembles apart)')
     a = p.parse_args(argv)
     names = a.names or list(RECIPES)
@@ -27,6 +30,10 @@ def main(argv=None):
     for n in names:
         t0 = time.time()
         kw = {}
+        for kv in a.set:
+            k, _, v = kv.partition('=')
+            try: kw[k] = json.loads(v)
+            except json.JSONDecodeError: kw[k] = v
         if a.members:
             kw['members'] = tuple(a.members)
             # the epochs column: each member's own (read from its model.json when it is a run folder)
