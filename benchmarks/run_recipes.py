@@ -26,19 +26,19 @@ def main(argv=None):
     names = a.names or list(RECIPES)
     unknown = [n for n in names if n not in RECIPES]
     if unknown: sys.exit(f'Unknown recipe(s) {unknown}. Recipes: {", ".join(RECIPES)}')
+    kw = {}
+    for kv in a.set:
+        k, _, v = kv.partition('=')
+        try: kw[k] = json.loads(v)
+        except json.JSONDecodeError: kw[k] = v
+    if a.members:
+        kw['members'] = tuple(a.members)
+        # the epochs column: each member's own (read from its model.json when it is a run folder)
+        ep = [json.loads((Path(m)/'model.json').read_text())['training']['epochs'] if (Path(m)/'model.json').is_file() else '?' for m in a.members]
+        kw['epochs'] = '+'.join(map(str, ep))
     failed = []
     for n in names:
         t0 = time.time()
-        kw = {}
-        for kv in a.set:
-            k, _, v = kv.partition('=')
-            try: kw[k] = json.loads(v)
-            except json.JSONDecodeError: kw[k] = v
-        if a.members:
-            kw['members'] = tuple(a.members)
-            # the epochs column: each member's own (read from its model.json when it is a run folder)
-            ep = [json.loads((Path(m)/'model.json').read_text())['training']['epochs'] if (Path(m)/'model.json').is_file() else '?' for m in a.members]
-            kw['epochs'] = '+'.join(map(str, ep))
         try:
             name = n + (f'_{a.name}' if a.name else '') + ('_quick' if a.quick else '')
             res = run_recipe(n, data=a.data, out=Path(a.out)/name, quick=a.quick, overwrite=True, **kw)
