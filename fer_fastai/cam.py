@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys, time
 from itertools import product
 from pathlib import Path
+import functools
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from fastcore.basics import ifnone
@@ -63,6 +64,14 @@ class _eval_mode:
     def __enter__(self): self.was = self.model.training; self.model.eval(); return self.model
     def __exit__(self, *args): self.model.train(self.was)
 
+def _float32(f):
+    "`f(model, x, ...)` with autocast off: maps in float32 even inside an autocast region (a learner trained in bf16 can leave one open; the grad-cam package cannot read bfloat16)"
+    @functools.wraps(f)
+    def _inner(model, x, *args, **kwargs):
+        with torch.autocast(next(_module(model).parameters()).device.type, enabled=False): return f(model, x, *args, **kwargs)
+    return _inner
+
+@_float32
 def predict_proba(model, x) -> torch.Tensor:
     "Softmax probabilities of `model` for the batch `x` (in eval mode, on the model's device)"
     m = _module(model)
@@ -81,6 +90,7 @@ def _linear_head(model) -> nn.Linear:
                           f"this model's head is {what}. Use method='gradcam' (any head), or train with head='linear'.")
     return layers[-1]
 
+@_float32
 def class_activation_maps(model, x, targets=None) -> torch.Tensor:
     "CAM (Zhou et al.) of `targets` (default: the predicted classes) for the batch `x`: `(B, H, W)` in [0, 1]"
     m = _module(model); lin = _linear_head(m); x = _prep(m, x)
@@ -129,6 +139,7 @@ def _method(method:str) -> str:
     if key in ('cam', 'occlusion') or key in CAM_METHODS: return key
     raise FERCamError(f"Unknown method {method!r}: one of cam, occlusion, {', '.join(CAM_METHODS)}.")
 
+@_float32
 def grad_cam_maps(model, x, targets=None, method:str='gradcam', target_layer=None, **kwargs) -> torch.Tensor:
     "A grad-cam package `method` (Grad-CAM, Grad-CAM++, EigenCAM...) for the batch `x`: `(B, H, W)` in [0, 1]"
     m = _module(model); key = _method(method); x = _prep(m, x)
@@ -152,6 +163,7 @@ def _starts(n:int, size:int, stride:int) -> list:
     s = list(range(0, max(n - size, 0) + 1, stride))
     return s if s[-1] == max(n - size, 0) else s + [n - size]
 
+@_float32
 def occlusion_maps(model, x, targets=None, size:int=None, stride:int=None, baseline:float=0., chunk_size:int=1024) -> torch.Tensor:
     "Drop of the target class probability when a patch hides each region of `x`: `(B, H, W)` in [0, 1]"
     m = _module(model); x = _prep(m, x)

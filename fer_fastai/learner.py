@@ -13,6 +13,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, F1Score, BalancedAccuracy
 from fastai.optimizer import Adam, SGD
 from fastai.torch_core import apply_init
+import fastai.callback.channelslast, fastai.callback.fp16  # they add Learner.to_channelslast / to_bf16 / to_fp16 (used on CUDA)
 from fastai.vision.learner import create_body, create_head, model_meta, num_features_model, default_split
 from .core import *
 
@@ -127,7 +128,7 @@ def create_fer_model(arch='resnet34', n_out:int=7, n_in:int=1, pretrained:bool=T
     if head not in HEADS: raise FERModelError(f'Unknown head {head!r}: one of {", ".join(HEADS)} (or register_head your own).')
     if fn is None:  # a timm model
         from fastai.vision.learner import create_timm_model
-        return create_timm_model(name, n_out, default_split, pretrained, n_in=n_in, ps=ps, lin_ftrs=lin_ftrs)[0]
+        return create_timm_model(name, n_out, pretrained=pretrained, n_in=n_in, ps=ps, lin_ftrs=lin_ftrs)[0]
     model = _torchvision_model(name, fn, pretrained)
     if native: _make_native(model, name, n_in)
     # a native stem is already built for n_in channels; otherwise fastai adapts the first conv (summing RGB weights for gray)
@@ -202,7 +203,7 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
                      class_weights=None if class_weights is None else class_weights.tolist(), label_smoothing=label_smoothing, opt=opt)
     if pretrained: learn.freeze()
     cuda = dls.device.type == 'cuda'
-    if (channels_last == 'auto' and cuda) or channels_last is True: learn.to_channelslast()
+    if (channels_last == 'auto' and cuda) or channels_last is True: learn.to_channelslast(use_amp=False)  # precision is set just below
     if (mixed_precision == 'auto' and cuda) or mixed_precision is True:
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported(): learn.to_bf16()
         else: learn.to_fp16()

@@ -41,6 +41,11 @@ class _NaNWatch(Callback):
     def after_batch(self):
         if self.training and not torch.isfinite(self.loss).all(): self.hit = True
 
+def _close_autocast(learn):
+    "Leave the autocast region fastai's MixedPrecision entered for a batch that raised (it exits only after the loss)"
+    ac = getattr(getattr(learn, 'mixed_precision', None), 'autocast', None)
+    if ac is not None and torch.is_autocast_enabled(ac.device): ac.__exit__(None, None, None)
+
 def _history(learn, stage, offset):
     names = [n for n in learn.recorder.metric_names if n != 'time']
     rows = [dict(zip(names, [offset + i] + [float(v) if v is not None else np.nan for v in vals]), stage=stage)
@@ -73,7 +78,8 @@ def train_fer(learn, epochs:int=8, freeze_epochs:int=2, lr:float=None, lr_mult:f
     sgd = fer.get('opt') == 'sgd'
     def _bounds(pretrained_stage):
         if lr_bounds is not None: return lr_bounds
-        lo, hi = (1e-5, 1e-2) if pretrained_stage else (1e-3, 1e-2)
+        vgg = str(fer.get('arch', '')).startswith('vgg')  # random VGG16-BN bodies trained badly at 1e-2 (see above)
+        lo, hi = (1e-5, 1e-2) if pretrained_stage else (1e-3, 3e-3 if vgg else 1e-2)
         return (lo * 10, hi * 10) if sgd else (lo, hi)
     out = Path(out) if out is not None else None
     if out is not None: out.mkdir(parents=True, exist_ok=True)
@@ -96,8 +102,11 @@ def train_fer(learn, epochs:int=8, freeze_epochs:int=2, lr:float=None, lr_mult:f
             if schedule == 'one_cycle': learn.fit_one_cycle(n, lr_, cbs=cbs)
             else: learn.fit(n, lr_, cbs=cbs)
         except torch.cuda.OutOfMemoryError:
+            _close_autocast(learn); torch.cuda.empty_cache()
             raise FERTrainingError(f'CUDA ran out of memory with batch size {learn.dls.bs}: lower the batch size (bs= / --bs), '
                                    'or the input size.') from None
+        except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no autocast region open behind
+            _close_autocast(learn); raise
         rec.history.extend(_history(learn, stage, len(rec.history)))
         rec.stages.append(dict(stage=stage, epochs=len(learn.recorder.values), lr=str(lr_)))
         if nan.hit:

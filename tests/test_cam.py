@@ -75,6 +75,15 @@ def test_maps_find_the_blob(blob, method):
     for c in y.unique():  # each class on average: twice the quadrant's area share (0.25)
         assert shares[y.cpu() == c].mean() > 0.5, f'{method}: {vocab[int(c)]} faces have {shares[y.cpu() == c].mean():.2f} of the map in the object quadrant'
 
+@pytest.mark.parametrize('method', ['cam', 'gradcam', 'occlusion'])
+def test_maps_inside_an_autocast_region(blob, method):
+    "A learner trained in bf16 can leave autocast on (seen on CUDA): maps still come out in float32, as outside it"
+    learn, x, y, _ = blob
+    ref = cam_maps(learn, x[:4], y[:4], method=method)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        m = cam_maps(learn, x[:4], y[:4], method=method)
+    assert m.dtype == torch.float32 and torch.allclose(m, ref, atol=1e-5)
+
 def test_cam_refuses_fastai_head(blob):
     _, x, _, dls = blob
     other = fer_learner(dls, 'resnet18', pretrained=False, head='fastai')

@@ -72,3 +72,32 @@ def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
     assert rep.n == len(test) and rep.accuracy >= 0.35, rep
 
 TRAIN_PER_CLASS, TRAIN_EPOCHS = 1000, 3
+
+def test_channels_last_and_mixed_precision_options(small_dls):
+    "What fer_learner turns on by default on CUDA, asked for explicitly (they ran on an H200: benchmarks/gpu_session.py)"
+    from fastai.callback.channelslast import ChannelsLast
+    from fastai.callback.fp16 import MixedPrecision
+    plain = fer_learner(small_dls, 'resnet18', pretrained=False)
+    assert not any(isinstance(c, (ChannelsLast, MixedPrecision)) for c in plain.cbs)  # CPU default: neither
+    learn = fer_learner(small_dls, 'resnet18', pretrained=False, channels_last=True, mixed_precision=False)
+    assert [type(c) for c in learn.cbs if isinstance(c, (ChannelsLast, MixedPrecision))] == [ChannelsLast]  # no fp16 added behind our back
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.ndim == 4
+    mp = [c for c in fer_learner(small_dls, 'resnet18', pretrained=False, mixed_precision=True).cbs if isinstance(c, MixedPrecision)]
+    assert len(mp) == 1
+
+def test_cuda_options_need_no_other_import():
+    "fastai adds Learner.to_channelslast / to_bf16 only when their modules are imported: fer_learner must import them itself"
+    import subprocess, sys
+    code = ("import numpy as np, pandas as pd\n"
+            "from fer_fastai.data import fer_dataloaders\nfrom fer_fastai.learner import fer_learner\n"
+            "rng = np.random.default_rng(0)\n"
+            "items = pd.DataFrame(dict(image=[rng.integers(0, 255, (48, 48), dtype=np.uint8) for _ in range(40)],\n"
+            "                          label=['happy', 'sad'] * 20, split=['Training'] * 30 + ['PublicTest'] * 10))\n"
+            "dls = fer_dataloaders(items, bs=8, check=False, verbose=False)\n"
+            "learn = fer_learner(dls, 'resnet18', pretrained=False, channels_last=True, mixed_precision=True)\n"
+            "print(sorted(type(c).__name__ for c in learn.cbs))\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "'ChannelsLast'" in r.stdout and "'MixedPrecision'" in r.stdout
