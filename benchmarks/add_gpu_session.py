@@ -7,7 +7,7 @@ average test-set probabilities across runs (device runs' `probs.npz` and local r
 
 Every number comes from the session's results.json or is computed here from saved probabilities; nothing is typed in.
 """
-import argparse, json, sys
+import argparse, functools, json, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
@@ -55,14 +55,18 @@ def _probs(source, split, tta):
         f, name = source.split(':')
         z = np.load(f)
         return z[f"{name}__{split}{'__tta' if tta else ''}"], z[f'targets__{split}']
+    from fer_fastai.models import ensemble_probs
+    p, t = ensemble_probs([_local_learner(source)], split, flip=tta, crops=2 if tta else 0)
+    return p.numpy(), t.numpy()
+
+@functools.lru_cache(maxsize=None)
+def _local_learner(run):
+    "A learner on FER2013 for a local run folder, built once for both splits"
     from fer_fastai.data import fer_dataloaders
     from fer_fastai.learner import load_fer_learner
-    from fer_fastai.models import ensemble_probs
-    meta = json.loads((Path(source)/'model.json').read_text())
+    meta = json.loads((Path(run)/'model.json').read_text())
     dls = fer_dataloaders(bs=256, check=False, verbose=False, vocab=meta['vocab'], stats=(meta['mean'], meta['std']))
-    learn = load_fer_learner(source, dls)
-    p, t = ensemble_probs([learn], split, flip=tta, crops=2 if tta else 0)
-    return p.numpy(), t.numpy()
+    return load_fer_learner(run, dls)
 
 def ensemble(sources, tta=False, name=None):
     res = {}
