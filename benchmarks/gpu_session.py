@@ -13,7 +13,7 @@ chosen from the lr_find speed so that each fits its share of the time left; each
 PrivateTest, plain and with flip + 2-crop TTA; (4) their ensemble; (5) CAM / Grad-CAM timings.
 Test-set probabilities are saved (`probs.npz`) so ensembles with models trained elsewhere can be computed later.
 """
-import argparse, json, math, os, platform, sys, time, traceback
+import argparse, json, math, os, platform, shutil, sys, time, traceback
 from pathlib import Path
 T0 = time.time()
 import numpy as np, torch
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_fastai.data import read_fer_items, load_items, fer_dataloaders
 from fer_fastai.learner import fer_learner, save_model
 from fer_fastai.train import train_fer, _lr_find, FERTrainingError
-from fer_fastai.evaluate import evaluate
-from fer_fastai.models import evaluate_ensemble, ensemble_probs
+from fer_fastai.evaluate import evaluate, EvalReport
+from fer_fastai.models import evaluate_ensemble
 
 p = argparse.ArgumentParser()
 p.add_argument('--data', default=None, help='FER2013 folder (default: the library default)')
@@ -143,7 +143,7 @@ def _():
     torch.cuda.empty_cache()
     return out
 
-MODELS = {}
+MODELS, REPORTS = {}, {}
 def train_model(arch, share, budget_total):
     dls = DLS['main']
     name = f'{arch}_gpu' if cuda else f'{arch}_quick'
@@ -152,9 +152,9 @@ def train_model(arch, share, budget_total):
     learn = fer_learner(dls, arch, pretrained=False, label_smoothing=0.1, mixed_precision=amp, channels_last=amp)
     budget = budget_total * share
     t = time.time()
-    lr = _lr_find(learn, 20 if args.quick else 100, 'all layers', out, False, (1e-3, 1e-2))
-    t_lrf = time.time() - t
     iters = 20 if args.quick else 100
+    lr = _lr_find(learn, iters, 'all layers', out, False, (1e-3, 1e-2))
+    t_lrf = time.time() - t
     n_batches = math.ceil(dls.fer['n_train'] / dls.bs)
     sec_per_epoch = t_lrf / iters * n_batches * 1.15  # + validation
     epochs = 2 if args.quick else max(2, int((budget - t_lrf - 15) / sec_per_epoch))
@@ -165,14 +165,15 @@ def train_model(arch, share, budget_total):
                train_img_per_s=round(dls.fer['n_train'] * epochs / rec.wall_time_s), best_epoch=rec.get('best_epoch'),
                history=rec.history[['epoch', 'train_loss', 'valid_loss', 'accuracy']].round(4).values.tolist())
     t = time.time()
+    reports = {}  # kept: the ensemble and probs.npz reuse their probabilities instead of predicting again
     for split in ('PublicTest', 'PrivateTest'):
-        r = evaluate(learn, split); res[split] = dict(accuracy=round(r.accuracy, 4), macro_f1=round(r.macro_f1, 4))
-        rt = evaluate_ensemble([learn], split, flip=True, crops=2)
-        res[split + '_tta'] = dict(accuracy=round(rt.accuracy, 4), macro_f1=round(rt.macro_f1, 4))
+        reports[split] = evaluate(learn, split)
+        reports[split + '_tta'] = evaluate_ensemble([learn], split, flip=True, crops=2)
+    res.update({k: dict(accuracy=round(r.accuracy, 4), macro_f1=round(r.macro_f1, 4)) for k, r in reports.items()})
     res['eval_s'] = round(time.time() - t, 1)
     save_model(learn, out, metrics=res, hardware=R['phases']['environment'].get('gpu', 'cpu'))
-    import shutil; shutil.copy(out/'history.csv', OUT/f'history_{name}.csv')
-    MODELS[name] = learn
+    shutil.copy(out/'history.csv', OUT/f'history_{name}.csv')
+    MODELS[name], REPORTS[name] = learn, reports
     return res
 
 def _train_all():
@@ -186,24 +187,21 @@ _train_all()
 
 @phase('ensemble')
 def _():
-    if len(MODELS) < 2: return dict(skipped=f'{len(MODELS)} model(s) trained')
-    res, probs = {}, {}
-    learners = list(MODELS.values())
-    for split in ('PublicTest', 'PrivateTest'):
-        for tta in (False, True):
-            r = evaluate_ensemble(learners, split, flip=tta, crops=2 if tta else 0)
-            res[f'{split}{"_tta" if tta else ""}'] = dict(accuracy=round(r.accuracy, 4), macro_f1=round(r.macro_f1, 4))
-    return dict(members=list(MODELS), **res)
+    if len(REPORTS) < 2: return dict(skipped=f'{len(REPORTS)} model(s) trained')
+    res = {}
+    for key in ('PublicTest', 'PublicTest_tta', 'PrivateTest', 'PrivateTest_tta'):  # the members' probabilities, averaged
+        rs = [reps[key] for reps in REPORTS.values()]
+        r = EvalReport(key, rs[0].vocab, rs[0].targets, np.mean([x.probs for x in rs], 0))
+        res[key] = dict(accuracy=round(r.accuracy, 4), macro_f1=round(r.macro_f1, 4))
+    return dict(members=list(REPORTS), **res)
 
 @phase('probs')
 def _():
     arrays = {}
-    for name, learn in MODELS.items():
-        for split in ('PublicTest', 'PrivateTest'):
-            for tta in (False, True):
-                pr, tg = ensemble_probs([learn], split, flip=tta, crops=2 if tta else 0)
-                arrays[f'{name}__{split}{"__tta" if tta else ""}'] = pr.numpy().astype(np.float32)
-                arrays[f'targets__{split}'] = tg.numpy()
+    for name, reps in REPORTS.items():
+        for key, r in reps.items():
+            arrays[f'{name}__{key.replace("_tta", "__tta")}'] = r.probs.astype(np.float32)
+            arrays[f'targets__{key.split("_")[0]}'] = r.targets
     np.savez_compressed(OUT/'probs.npz', **arrays)
     return dict(arrays=len(arrays))
 
