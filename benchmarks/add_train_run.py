@@ -13,7 +13,10 @@ def row(run, command=''):
     meta_f = Path(run)/'model.json'
     if not meta_f.is_file(): sys.exit(f'{run!r} has no model.json: pass a run folder written by `fer_fastai train`.')
     m = json.loads(meta_f.read_text()); t, met = m['training'], m['metrics']
-    notes = [f"head {m['head']}", 'native stem' if m.get('native') else 'ImageNet stem', f"bs {t['bs']}", t['opt'], t['schedule']]
+    stem = 'made for 48 px' if m['arch'].startswith('fer_vgg') else 'native stem' if m.get('native') else 'ImageNet stem'
+    notes = [f"head {m['head']}", stem, f"bs {t['bs']}", t['opt'], t['schedule']]
+    if t.get('lrs'): notes.append('lr ' + ', '.join(f'{k} {float(v):.2g}' for k, v in t['lrs'].items()))
+    if t.get('precision'): notes.append(f"{t['precision']} training")
     if t.get('label_smoothing'): notes.append(f"label smoothing {t['label_smoothing']}")
     if t.get('class_weights') not in (None, 'none'): notes.append(f"class weights {t['class_weights']}")
     if command: notes.append(command)

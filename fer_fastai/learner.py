@@ -13,13 +13,16 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, F1Score, BalancedAccuracy
 from fastai.optimizer import Adam, SGD
 from fastai.torch_core import apply_init
+from fastai.callback.core import Callback
+from fastai.torch_core import to_float
 import fastai.callback.channelslast, fastai.callback.fp16  # they add Learner.to_channelslast / to_bf16 / to_fp16 (used on CUDA)
 from fastai.vision.learner import create_body, create_head, model_meta, num_features_model, default_split
 from .core import *
 
 # %% auto #0
-__all__ = ['ARCHS', 'HEADS', 'META_KEYS', 'FERModelError', 'pretrained_weights_file', 'register_head', 'create_fer_model',
-           'fer_learner', 'partial_sgd', 'save_model', 'load_model', 'load_fer_learner']
+__all__ = ['ARCHS', 'FER_ARCHS', 'HEADS', 'META_KEYS', 'FERModelError', 'fer_vgg', 'pretrained_weights_file', 'register_head',
+           'create_fer_model', 'cpu_bf16_supported', 'CPUMixedPrecision', 'fer_learner', 'partial_sgd', 'save_model',
+           'load_model', 'load_fer_learner']
 
 # %% ../nbs/02_learner.ipynb #197081b7
 ARCHS = {n: getattr(torchvision.models, n) for n in
@@ -28,19 +31,35 @@ ARCHS = {n: getattr(torchvision.models, n) for n in
 class FERModelError(ValueError):
     "A model or weights problem, explained"
 
+def fer_vgg(widths=(64, 128, 256, 512), n_convs:int=2, n_in:int=1, pool_last:bool=False) -> nn.Sequential:
+    "A VGG body for 48x48 faces: per width, `n_convs` 3x3 conv-BN-ReLU and a 2x2 max-pool (none after the last unless `pool_last`)"
+    layers, ni = [], n_in
+    for i, w in enumerate(widths):
+        for _ in range(n_convs):
+            layers += [nn.Conv2d(ni, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]; ni = w
+        if pool_last or i < len(widths) - 1: layers.append(nn.MaxPool2d(2))
+    body = nn.Sequential(*layers)
+    for m in body.modules():
+        if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+    return body
+
+FER_ARCHS = {'fer_vgg': dict(widths=(64, 128, 256, 512)), 'fer_vgg_m': dict(widths=(48, 96, 192, 384)),
+             'fer_vgg_s': dict(widths=(32, 64, 128, 256))}
+
 def _arch(arch):
-    "(name, torchvision callable or None for timm) for `arch`"
+    "(name, torchvision callable, or None for timm and for `FER_ARCHS`) for `arch`"
     if callable(arch):
         name = getattr(arch, '__name__', str(arch))
         if arch not in model_meta: raise FERModelError(f'{name} is not a torchvision architecture fastai knows; use one of {", ".join(ARCHS)}.')
         return name, arch
     if arch in ARCHS: return arch, ARCHS[arch]
+    if arch in FER_ARCHS: return arch, None
     try:
         import timm
         if timm.is_model(arch): return arch, None
         hint = ' Similar timm names: ' + ', '.join(timm.list_models(f'*{arch[:4]}*')[:8]) + '.'
     except ImportError: hint = ' (timm names also work once timm is installed.)'
-    raise FERModelError(f'Unknown architecture {arch!r}. Supported: {", ".join(ARCHS)}.{hint}')
+    raise FERModelError(f'Unknown architecture {arch!r}. Supported: {", ".join([*ARCHS, *FER_ARCHS])}.{hint}')
 
 # %% ../nbs/02_learner.ipynb #dee41673
 def _first_conv(model):
@@ -63,6 +82,8 @@ def _make_native(model, name, n_in):
 def pretrained_weights_file(arch) -> Path:
     "Where torchvision looks for (and downloads) `arch`'s ImageNet weights"
     name, fn = _arch(arch)
+    if name in FER_ARCHS: raise FERModelError(f'{name} has no ImageNet weights: train it from scratch (pretrained=False) or pass weights=PATH.')
+    if fn is None: raise FERModelError(f'{name} is a timm model: timm keeps its own weights cache.')
     weights = torchvision.models.get_model_weights(fn).DEFAULT
     return Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(weights.url)
 
@@ -126,6 +147,12 @@ def create_fer_model(arch='resnet34', n_out:int=7, n_in:int=1, pretrained:bool=T
         try: import fer_fastai.models  # registers the papers' heads, when that module exists
         except ImportError: pass
     if head not in HEADS: raise FERModelError(f'Unknown head {head!r}: one of {", ".join(HEADS)} (or register_head your own).')
+    if name in FER_ARCHS:
+        if pretrained: raise FERModelError(f'{name} has no ImageNet weights: use pretrained=False (from scratch) or weights=PATH.')
+        body = nn.Sequential(fer_vgg(**FER_ARCHS[name], n_in=n_in))  # the same nesting as a torchvision VGG body
+        h = HEADS[head](num_features_model(body), n_out, ps=ps, lin_ftrs=lin_ftrs)
+        apply_init(h, nn.init.kaiming_normal_)
+        return nn.Sequential(body, h)
     if fn is None:  # a timm model
         from fastai.vision.learner import create_timm_model
         return create_timm_model(name, n_out, pretrained=pretrained, n_in=n_in, ps=ps, lin_ftrs=lin_ftrs)[0]
@@ -141,8 +168,11 @@ def create_fer_model(arch='resnet34', n_out:int=7, n_in:int=1, pretrained:bool=T
     apply_init(h, nn.init.kaiming_normal_)
     return nn.Sequential(body, h)
 
+def _body_head_split(m): return [list(m[0].parameters()), list(m[1].parameters())]
+
 def _splitter(name):
     _, fn = _arch(name)
+    if name in FER_ARCHS: return _body_head_split
     return default_split if fn is None else model_meta[fn]['split']
 
 # %% ../nbs/02_learner.ipynb #3d34291f
@@ -151,6 +181,19 @@ def _norm_warning(dls, pretrained):
     if pretrained and norm != 'imagenet':
         warnings.warn(f"An ImageNet-pretrained body with dataloaders normalised by {norm!r}: use fer_dataloaders(normalize='imagenet') "
                       "so inputs look like what the body was trained on.", stacklevel=3)
+
+def cpu_bf16_supported() -> bool:
+    "Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that bf16 autocast speeds training up instead of emulating it"
+    try: flags = set(Path('/proc/cpuinfo').read_text().split())
+    except OSError: return False
+    return bool(flags & {'avx512_bf16', 'amx_bf16'}) and torch.backends.mkldnn.is_available()
+
+class CPUMixedPrecision(Callback):
+    "bfloat16 autocast on the CPU around the training forward pass and loss (bf16 keeps float32's range: no loss scaling); validation and predictions stay float32"
+    order, run_valid = 10, False  # where fastai's MixedPrecision sits; training batches only
+    def before_batch(self): self.autocast = torch.autocast('cpu', dtype=torch.bfloat16); self.autocast.__enter__()
+    def after_pred(self): self.learn.pred = to_float(self.pred)
+    def after_loss(self): self.autocast.__exit__(None, None, None)
 
 def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native:bool=None, head:str='auto', ps:float=0.5,
                 class_weights=None, label_smoothing:float=0., opt:str='adam', mixed_precision='auto', channels_last='auto',
@@ -162,6 +205,8 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
     n_in, size = fer['n_channels'], fer['size']
     native = ifnone(native, size < 96)
     name, _ = _arch(arch)
+    if name in FER_ARCHS and pretrained and weights is None:
+        raise FERModelError(f'{name} has no ImageNet weights: use pretrained=False (from scratch) or weights=PATH.')
     sd = meta = None
     if weights is not None: pretrained = False; sd, meta = _load_state(weights)
     # fastai's head (BN, dropout, a hidden layer) is made for fine-tuning pretrained features; a body trained
@@ -182,6 +227,7 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
                 print(f"Transfer: the body comes from {weights} (emotions {meta.get('vocab')}); the head is new for {vocab}.")
         else:  # a plain torchvision-style backbone (e.g. face-pretrained): map its names onto the body's numbered children
             _, fn = _arch(name)
+            if fn is None: raise FERModelError(f'{str(weights)!r} holds no body saved by fer_fastai (keys 0.*/1.*); a {name} loads only from such a file or run folder.')
             tv = fn(weights=None)
             children = [n for n, _ in tv.named_children()]
             first = next(k for k, v in tv.state_dict().items() if v.ndim == 4)
@@ -203,10 +249,18 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
                      class_weights=None if class_weights is None else class_weights.tolist(), label_smoothing=label_smoothing, opt=opt)
     if pretrained: learn.freeze()
     cuda = dls.device.type == 'cuda'
-    if (channels_last == 'auto' and cuda) or channels_last is True: learn.to_channelslast(use_amp=False)  # precision is set just below
-    if (mixed_precision == 'auto' and cuda) or mixed_precision is True:
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(): learn.to_bf16()
-        else: learn.to_fp16()
+    cpu_bf16 = not cuda and (mixed_precision is True or (mixed_precision == 'auto' and cpu_bf16_supported()))
+    if mixed_precision is True and not cuda and not cpu_bf16_supported():
+        warnings.warn('mixed_precision=True on a CPU without bf16 instructions: bf16 is emulated and may be slower than float32.', stacklevel=2)
+    # channels-last pays off with reduced precision (CUDA, or bf16 on the CPU); plain float32 on the CPU is a little slower with it
+    if (channels_last == 'auto' and (cuda or cpu_bf16)) or channels_last is True: learn.to_channelslast(use_amp=False)  # precision is set below
+    precision = 'float32'
+    if cpu_bf16: learn.add_cb(CPUMixedPrecision()); precision = 'bf16'
+    elif cuda and mixed_precision in ('auto', True):
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        learn.to_bf16() if bf16 else learn.to_fp16()
+        precision = 'bf16' if bf16 else 'fp16'
+    learn.fer['precision'] = precision
     return learn
 
 def partial_sgd(params, lr=0.01, **kwargs):

@@ -25,6 +25,9 @@ def test_train_writes_a_complete_run(trained_run):
     assert meta['arch'] == 'resnet18' and meta['size'] == 48 and meta['n_channels'] == 1 and len(meta['mean']) == 1
     assert meta['metrics']['PrivateTest']['n'] == 3589 and meta['metrics']['PublicTest']['n'] == 60 * 6 + 56  # disgust has 56 PublicTest faces
     assert 'Body randomly initialised: no frozen stage' in r.stdout and 'PrivateTest' in r.stdout
+    from fer_fastai.learner import cpu_bf16_supported
+    assert meta['training']['precision'] == ('bf16' if cpu_bf16_supported() else 'float32')
+    assert f"{meta['training']['precision']} training" in r.stdout
 
 def test_evaluate_reproduces_the_training_metrics(trained_run):
     out, _ = trained_run
@@ -43,6 +46,8 @@ def test_refuses_an_existing_run_without_overwrite(trained_run):
     (['train', '--data', '/no/such/dir'], 'does not exist'),
     (['evaluate', '--model', '/no/such/run'], 'no model.json'),
     (['train', '--native', 'maybe'], '--native must be'),
+    (['train', '--precision', 'half'], '--precision must be'),
+    (['train', '--arch', 'fer_vgg_m', '--pretrained'], 'no ImageNet weights'),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, msg):
     r = _run(*args, '--out', tmp_path/'x') if args[0] == 'train' else _run(*args)

@@ -73,31 +73,85 @@ def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
 
 TRAIN_PER_CLASS, TRAIN_EPOCHS = 1000, 3
 
-def test_channels_last_and_mixed_precision_options(small_dls):
-    "What fer_learner turns on by default on CUDA, asked for explicitly (they ran on an H200: benchmarks/gpu_session.py)"
+def _precision_cbs(learn):
     from fastai.callback.channelslast import ChannelsLast
     from fastai.callback.fp16 import MixedPrecision
+    return sorted(type(c).__name__ for c in learn.cbs if isinstance(c, (ChannelsLast, MixedPrecision, CPUMixedPrecision)))
+
+def test_channels_last_and_mixed_precision_options(small_dls):
+    "CPU default: bf16 autocast + channels-last where the CPU has bf16 instructions, neither elsewhere; each can be forced on or off"
     plain = fer_learner(small_dls, 'resnet18', pretrained=False)
-    assert not any(isinstance(c, (ChannelsLast, MixedPrecision)) for c in plain.cbs)  # CPU default: neither
+    bf16 = cpu_bf16_supported()
+    assert _precision_cbs(plain) == (['CPUMixedPrecision', 'ChannelsLast'] if bf16 else [])
+    assert plain.fer['precision'] == ('bf16' if bf16 else 'float32')
+    off = fer_learner(small_dls, 'resnet18', pretrained=False, mixed_precision=False, channels_last=False)
+    assert _precision_cbs(off) == [] and off.fer['precision'] == 'float32'
     learn = fer_learner(small_dls, 'resnet18', pretrained=False, channels_last=True, mixed_precision=False)
-    assert [type(c) for c in learn.cbs if isinstance(c, (ChannelsLast, MixedPrecision))] == [ChannelsLast]  # no fp16 added behind our back
+    assert _precision_cbs(learn) == ['ChannelsLast']  # no reduced precision added behind our back
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
     conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.ndim == 4
-    mp = [c for c in fer_learner(small_dls, 'resnet18', pretrained=False, mixed_precision=True).cbs if isinstance(c, MixedPrecision)]
-    assert len(mp) == 1
+
+def test_cpu_bf16_trains_in_bf16_and_validates_in_float32(small_dls):
+    "mixed_precision=True on the CPU: training forward passes in bfloat16, validation and predictions in float32, no autocast left on"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the emulation warning on CPUs without bf16 instructions
+        learn = fer_learner(small_dls, 'fer_vgg_s', pretrained=False, mixed_precision=True, channels_last=False)
+    assert _precision_cbs(learn) == ['CPUMixedPrecision'] and learn.fer['precision'] == 'bf16'
+    seen = set()
+    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+    h = conv.register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    h.remove()
+    assert seen == {(True, torch.bfloat16), (False, torch.float32)}, seen
+    assert not torch.is_autocast_enabled('cpu')
+    with learn.no_bar(): preds, _ = learn.get_preds()
+    assert preds.dtype == torch.float32
+    xb = small_dls.valid.one_batch()[0]
+    with torch.no_grad(): ref = torch.softmax(learn.model.eval()(xb), 1)
+    assert torch.allclose(preds[:len(xb)], ref, atol=1e-5)
+
+def test_failed_batch_leaves_no_cpu_autocast_on(small_dls, tmp_path):
+    "A batch that raises between the forward pass and the loss (autocast entered, not left) must not leave bf16 on for what follows"
+    from fastai.callback.core import Callback
+    class Boom(Callback):
+        order = 20
+        def after_pred(self):
+            if self.training: raise RuntimeError('boom')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        learn = fer_learner(small_dls, 'fer_vgg_s', pretrained=False, mixed_precision=True, cbs=Boom())
+    with pytest.raises(RuntimeError, match='boom'), learn.no_bar(), learn.no_logging():
+        train_fer(learn, epochs=1, lr=1e-3, out=tmp_path, show_plot=False)
+    assert not torch.is_autocast_enabled('cpu')
 
 def test_cuda_options_need_no_other_import():
-    "fastai adds Learner.to_channelslast / to_bf16 only when their modules are imported: fer_learner must import them itself"
+    "fastai adds Learner.to_channelslast / to_bf16 / to_fp16 only when their modules are imported: fer_fastai.learner must import them itself"
     import subprocess, sys
     code = ("import numpy as np, pandas as pd\n"
             "from fer_fastai.data import fer_dataloaders\nfrom fer_fastai.learner import fer_learner\n"
+            "from fastai.learner import Learner\n"
+            "print('methods', all(hasattr(Learner, m) for m in ('to_channelslast', 'to_bf16', 'to_fp16')))\n"
             "rng = np.random.default_rng(0)\n"
             "items = pd.DataFrame(dict(image=[rng.integers(0, 255, (48, 48), dtype=np.uint8) for _ in range(40)],\n"
             "                          label=['happy', 'sad'] * 20, split=['Training'] * 30 + ['PublicTest'] * 10))\n"
             "dls = fer_dataloaders(items, bs=8, check=False, verbose=False)\n"
-            "learn = fer_learner(dls, 'resnet18', pretrained=False, channels_last=True, mixed_precision=True)\n"
+            "learn = fer_learner(dls, 'resnet18', pretrained=False, channels_last=True, mixed_precision=False)\n"
             "print(sorted(type(c).__name__ for c in learn.cbs))\n")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "'ChannelsLast'" in r.stdout and "'MixedPrecision'" in r.stdout
+    assert 'methods True' in r.stdout and "'ChannelsLast'" in r.stdout
+
+@pytest.mark.parametrize('arch,width', [('fer_vgg_s', 256), ('fer_vgg_m', 384), ('fer_vgg', 512)])
+def test_fer_vgg_archs(small_dls, arch, width, tmp_path):
+    "The 48x48 VGGs: 6x6 last feature map, no ImageNet weights (a clear error), saved and reloaded like the others"
+    learn = fer_learner(small_dls, arch, pretrained=False)
+    xb = small_dls.one_batch()[0]
+    assert learn.model[0](xb).shape == (len(xb), width, 6, 6) and learn.fer['head'] == 'linear'
+    with pytest.raises(FERModelError, match='no ImageNet weights'): fer_learner(small_dls, arch, pretrained=True)
+    save_model(learn, tmp_path/'run')
+    model, meta = load_model(tmp_path/'run', 'cpu')
+    learn.model.eval()
+    with torch.no_grad(): assert torch.allclose(model(xb), learn.model(xb), atol=1e-5)
+    torch.save(torchvision.models.vgg16_bn(weights=None).state_dict(), tmp_path/'tv.pth')
+    with pytest.raises(FERModelError, match='holds no body saved by fer_fastai'): fer_learner(small_dls, arch, weights=tmp_path/'tv.pth')
