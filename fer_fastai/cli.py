@@ -12,7 +12,7 @@ from .core import *
 from .data import *
 from . import data as _data
 from .learner import *
-from .learner import _arch, FER_ARCHS
+from .learner import _arch, _no_imagenet, FER_ARCHS
 from .train import *
 from .evaluate import *
 
@@ -67,7 +67,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
         return run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite)
     t0 = time.time()
     _arch(arch)  # fail fast on a typo, before reading the data
-    if pretrained and arch in FER_ARCHS: raise FERModelError(f'{arch} has no ImageNet weights: drop --pretrained (train from scratch) or pass --weights PATH.')
+    if pretrained and arch in FER_ARCHS: raise _no_imagenet(arch)
     for name, val, ok in [('--native', native, ('auto', 'yes', 'no')), ('--class-weights', class_weights, ('none', 'inverse', 'effective')),
                           ('--opt', opt, ('adam', 'sgd')), ('--precision', precision, ('auto', 'bf16', 'float32')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS])]:
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')

@@ -46,6 +46,9 @@ def fer_vgg(widths=(64, 128, 256, 512), n_convs:int=2, n_in:int=1, pool_last:boo
 FER_ARCHS = {'fer_vgg': dict(widths=(64, 128, 256, 512)), 'fer_vgg_m': dict(widths=(48, 96, 192, 384)),
              'fer_vgg_s': dict(widths=(32, 64, 128, 256))}
 
+def _no_imagenet(name):
+    return FERModelError(f'{name} has no ImageNet weights: train it from scratch (pretrained=False; no --pretrained) or from weights=PATH.')
+
 def _arch(arch):
     "(name, torchvision callable, or None for timm and for `FER_ARCHS`) for `arch`"
     if callable(arch):
@@ -82,7 +85,7 @@ def _make_native(model, name, n_in):
 def pretrained_weights_file(arch) -> Path:
     "Where torchvision looks for (and downloads) `arch`'s ImageNet weights"
     name, fn = _arch(arch)
-    if name in FER_ARCHS: raise FERModelError(f'{name} has no ImageNet weights: train it from scratch (pretrained=False) or pass weights=PATH.')
+    if name in FER_ARCHS: raise _no_imagenet(name)
     if fn is None: raise FERModelError(f'{name} is a timm model: timm keeps its own weights cache.')
     weights = torchvision.models.get_model_weights(fn).DEFAULT
     return Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(weights.url)
@@ -148,7 +151,7 @@ def create_fer_model(arch='resnet34', n_out:int=7, n_in:int=1, pretrained:bool=T
         except ImportError: pass
     if head not in HEADS: raise FERModelError(f'Unknown head {head!r}: one of {", ".join(HEADS)} (or register_head your own).')
     if name in FER_ARCHS:
-        if pretrained: raise FERModelError(f'{name} has no ImageNet weights: use pretrained=False (from scratch) or weights=PATH.')
+        if pretrained: raise _no_imagenet(name)
         body = nn.Sequential(fer_vgg(**FER_ARCHS[name], n_in=n_in))  # the same nesting as a torchvision VGG body
         h = HEADS[head](num_features_model(body), n_out, ps=ps, lin_ftrs=lin_ftrs)
         apply_init(h, nn.init.kaiming_normal_)
@@ -205,17 +208,15 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
     n_in, size = fer['n_channels'], fer['size']
     native = ifnone(native, size < 96)
     name, _ = _arch(arch)
-    if name in FER_ARCHS and pretrained and weights is None:
-        raise FERModelError(f'{name} has no ImageNet weights: use pretrained=False (from scratch) or weights=PATH.')
     sd = meta = None
     if weights is not None: pretrained = False; sd, meta = _load_state(weights)
     # fastai's head (BN, dropout, a hidden layer) is made for fine-tuning pretrained features; a body trained
     # from scratch learns faster under a plain pooled linear classifier (measured on FER2013 subsets); a model
     # this library saved keeps the head it was trained with
     if head == 'auto': head = (meta or {}).get('head') or ('fastai' if (pretrained or weights is not None) else 'linear')
-    _norm_warning(dls, pretrained)
     vocab = list(dls.vocab)
     model = create_fer_model(arch, len(vocab), n_in, pretrained, native, head, ps)
+    _norm_warning(dls, pretrained)
     loaded = None
     if weights is not None:
         if meta is not None: _check_meta(meta, name, native, n_in)
