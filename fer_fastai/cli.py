@@ -15,6 +15,7 @@ from .learner import *
 from .learner import _arch, _no_imagenet, FER_ARCHS
 from .train import *
 from .evaluate import *
+from .models import evaluate_ensemble
 
 # %% auto #0
 __all__ = ['QUICK', 'RUN_FILES', 'COMMANDS', 'USER_ERRORS', 'train', 'evaluate_run', 'summary', 'main']
@@ -106,37 +107,67 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     print(f'\nRun folder: {out}  (total {time.time() - t0:.0f}s)')
     print(table.round(4).to_string())
     print('\n' + repr(reports[list(reports)[-1]]))
+    print(f'\nWith test-time augmentation: fer_fastai evaluate --model {out} --tta   (several run folders after --model: their ensemble)')
     return table
 
 # %% ../nbs/10_cli.ipynb #f2fa66cb
-@call_parse
-def evaluate_run(model:str=None, # run folder written by `fer_fastai train` (required)
-                 split:str='PrivateTest', # split to evaluate: PrivateTest, PublicTest, valid, test...
-                 data:str=None, # dataset (default: FER2013 at its default location)
-                 out:str=None, # folder for the plots and tables (default: the run folder)
-                 bs:int=128, # batch size
-                 device:str=None): # 'cuda' or 'cpu' (default: CUDA when available)
-    "Evaluate a trained run on a dataset split: accuracy, macro-F1, per-class metrics, confusion matrix"
-    if model is None: raise FERModelError('Pass the run folder to evaluate: --model runs/NAME.')
-    meta_f = Path(model)/'model.json'
-    if not meta_f.is_file(): raise FERModelError(f'{model!r} has no model.json: pass a run folder written by `fer_fastai train`.')
-    meta = json.loads(meta_f.read_text())
-    items = read_fer_items(data)
-    sel = items[items.split.astype(str) == split]
-    if not len(sel): sel = items[[split_role(s) == split for s in items.split]]
-    if not len(sel): raise FERDataError(f'No items of split {split!r} in {data or fer_data_path()}; its splits are {sorted(set(items.split.dropna().astype(str)))}.')
-    # the dataloaders only carry the model's preprocessing: build them on items the model knows
-    known = items[items.label.isin(meta['vocab'])]
+def _run_learner(model, meta, items, bs, device):
+    "The learner of run folder `model` (its `meta` read from model.json), with dataloaders of `items` carrying only its preprocessing"
+    known = items[items.label.isin(meta['vocab'])]  # build them on the items the model knows
     kw = dict(size=meta['size'], n_channels=meta['n_channels'], stats=(meta['mean'], meta['std']) if meta.get('mean') else None,
               normalize=meta.get('normalize'), vocab=meta['vocab'], aug=None, bs=bs, check=False, verbose=False, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         try: dls = fer_dataloaders(known, **kw)
         except FERDataError: dls = fer_dataloaders(known, splitter='holdout', **kw)
-    learn = load_fer_learner(model, dls)
-    rep = evaluate(learn, load_items(sel, meta['n_channels']), name=split)  # faces of emotions the model does not know are counted, not dropped
+    return load_fer_learner(model, dls)
+
+@call_parse
+def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; several: their ensemble (probabilities averaged)', str, nargs='+')=None,
+                 split:Param('split to evaluate: PrivateTest, PublicTest, valid, test...', str)='PrivateTest',
+                 data:Param('dataset (default: FER2013 at its default location)', str)=None,
+                 out:Param('folder for the plots and tables (default: the run folder; an ensemble: runs/ensemble_RUN1+RUN2...)', str)=None,
+                 tta:Param('test-time augmentation: average over the face, its mirror image and --crops shifted crops', bool)=False,
+                 crops:Param('shifted crops for --tta (0 to 8)', int)=2,
+                 bs:Param('batch size', int)=128,
+                 device:Param("'cuda' or 'cpu' (default: CUDA when available)", str)=None):
+    "Evaluate trained run(s) on a dataset split, alone or as an ensemble, with or without TTA: accuracy, macro-F1, per-class metrics, confusion matrix"
+    t0 = time.time()
+    models = [model] if isinstance(model, (str, Path)) else list(model or [])
+    if not models: raise FERModelError('Pass the run folder to evaluate: --model runs/NAME (several folders: their ensemble).')
+    if not 0 <= crops <= 8: raise FERModelError(f'--crops must be between 0 and 8, not {crops}.')
+    metas = []
+    for m in models:
+        if not (Path(m)/'model.json').is_file(): raise FERModelError(f'{str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
+        metas.append(json.loads((Path(m)/'model.json').read_text()))
+    vocabs = list(dict.fromkeys(tuple(m['vocab']) for m in metas))
+    if len(vocabs) > 1: raise FERModelError(f'These runs know different emotions ({" vs ".join(str(list(v)) for v in vocabs)}): an ensemble averages the same classes.')
+    items = read_fer_items(data)
+    sel = items[items.split.astype(str) == split]
+    if not len(sel): sel = items[[split_role(s) == split for s in items.split]]
+    if not len(sel): raise FERDataError(f'No items of split {split!r} in {data or fer_data_path()}; its splits are {sorted(set(items.split.dropna().astype(str)))}.')
+    n_ch = metas[0]['n_channels']
+    items = load_items(items, n_ch)  # decoded once for every model (each converts to its own mode)
+    learners = [_run_learner(m, meta, items, bs, device) for m, meta in zip(models, metas)]
+    sel = load_items(sel, n_ch)
+    name = split + ('_tta' if tta else '')
+    if len(models) == 1 and not tta:  # faces of emotions the model does not know are counted, not dropped
+        rep = evaluate(learners[0], sel, name=name)
+    else:
+        what = f'an ensemble of {len(models)} runs' if len(models) > 1 else 'one run'
+        print(f"Evaluating {what} on {split}" + (f' with TTA (flip + {crops} crops)' if tta else ''))
+        rep = evaluate_ensemble(learners, sel, flip=tta, crops=crops if tta else 0, name=name)
     print(rep)
-    rep.save(Path(out or model))
+    recorded = [m.get('metrics', {}).get(split, {}).get('accuracy') for m in metas]
+    if (tta or len(models) > 1) and data is None and None not in recorded:  # what each run scored alone, plain (its model.json)
+        print(f'For comparison, {split} accuracy of each run alone without TTA (model.json): ' +
+              ', '.join(f'{Path(m).name} {a:.4f}' for m, a in zip(models, recorded)))
+    dest = Path(out) if out else Path(models[0]) if len(models) == 1 else Path(models[0]).parent/('ensemble_' + '+'.join(Path(m).name for m in models))
+    rep.save(dest)
+    rec = {**rep.summary, 'split': split, 'members': [str(m) for m in models], 'tta': tta, 'crops': crops if tta else 0,
+           'data': str(data or fer_data_path()), 'wall_time_s': round(time.time() - t0, 1)}
+    (dest/f'{name}_evaluation.json').write_text(json.dumps(rec, indent=1, default=str))  # what was evaluated, how, and the result
+    print(f'Report written to {dest}')
     return rep
 
 # %% ../nbs/10_cli.ipynb #15d9d952

@@ -100,6 +100,9 @@ for r in [
            size=224, lr=0.01, wd=1e-3, bs=256, epochs=10, frozen_body=True, protocol='kfold', faces=True),
     Recipe('scn_resnet18', _SCN, 'Self-Cure Network on ResNet-18: importance weights, rank regularisation (beta 0.7, delta1 0.15), relabelling (delta2 0.2) after 10 epochs',
            'resnet18', 'scn', epochs=40, protocol='scn', scn=dict(beta=0.7, delta1=0.15, delta2=0.2, warmup=10)),
+    Recipe('scn_fer_vgg_m', _SCN, 'the Self-Cure Network on this library\'s default body (fer_vgg_m, made for 48 px) at the default budget: 14 epochs, '
+           'one-cycle lr 2e-3, relabelling after epoch 10', 'fer_vgg_m', 'scn', lr=2e-3, epochs=14, protocol='scn',
+           scn=dict(beta=0.7, delta1=0.15, delta2=0.2, warmup=10)),
     Recipe('dcnn_scn_resnet18', _SCN, 'a ResNet-18 DCNN, then an SCN started from its body; the two averaged (late fusion)', 'resnet18', 'scn',
            epochs=20, protocol='dcnn_scn', scn=dict(beta=0.7, delta1=0.15, delta2=0.2, warmup=5)),
     Recipe('ensemble_tta', 'ensembles', 'probability average of fastai_resnet18 and scn_resnet18 (or given run folders), with flip + 2-crop TTA',

@@ -5,8 +5,10 @@ import pytest
 
 EXE = str(Path(sys.executable).parent/'fer_fastai')
 
-def _run(*args, cwd=None):
-    env = dict(os.environ, MPLBACKEND='Agg', PYTHONWARNINGS='ignore')
+def _run(*args, cwd=None, show_warnings=False):
+    env = dict(os.environ, MPLBACKEND='Agg')
+    if show_warnings: env.pop('PYTHONWARNINGS', None)
+    else: env['PYTHONWARNINGS'] = 'ignore'
     return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
 
 @pytest.fixture(scope='module')
@@ -35,6 +37,36 @@ def test_evaluate_reproduces_the_training_metrics(trained_run):
     assert r.returncode == 0, r.stderr[-3000:]
     acc = json.loads((out/'model.json').read_text())['metrics']['PrivateTest']['accuracy']
     assert f'accuracy {acc:.4f}' in r.stdout and (out/'eval'/'confusion_PrivateTest.png').is_file()
+
+def test_evaluate_ensemble_and_tta(trained_run, tmp_path):
+    out, _ = trained_run
+    meta = json.loads((out/'model.json').read_text())
+    acc = meta['metrics']['PrivateTest']['accuracy']
+    # an ensemble of two copies of one run is that run
+    r = _run('evaluate', '--model', out, out, '--out', tmp_path/'ens')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'an ensemble of 2 runs' in r.stdout and f'accuracy {acc:.4f}' in r.stdout
+    rec = json.loads((tmp_path/'ens'/'PrivateTest_evaluation.json').read_text())
+    assert rec['members'] == [str(out)] * 2 and rec['tta'] is False and abs(rec['accuracy'] - acc) < 1e-6
+    # TTA: its own report beside the run's plain one, over every PrivateTest face
+    r = _run('evaluate', '--model', out, '--tta', '--crops', '2')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'with TTA (flip + 2 crops)' in r.stdout and 'PrivateTest_tta: 3589 faces' in r.stdout
+    assert f'each run alone without TTA (model.json): tiny {acc:.4f}' in r.stdout
+    rec = json.loads((out/'PrivateTest_tta_evaluation.json').read_text())
+    assert rec['tta'] is True and rec['crops'] == 2 and rec['n'] == 3589 and rec['wall_time_s'] > 0
+    conf = (out/'PrivateTest_tta_confusion.csv').read_text().splitlines()
+    assert sum(int(v) for line in conf[1:] for v in line.split(',')[1:]) == 3589
+    # runs that know different emotions cannot be averaged
+    other = tmp_path/'other'; other.mkdir()
+    (other/'model.json').write_text(json.dumps(dict(meta, vocab=meta['vocab'][::-1])))
+    r = _run('evaluate', '--model', out, other)
+    assert r.returncode == 2 and 'know different emotions' in r.stderr and 'Traceback' not in r.stderr
+
+def test_errors_come_without_import_noise():
+    "fastai's torch.jit.script FutureWarnings (torch 2.14) are silenced on import: an error is one line on stderr"
+    r = _run('evaluate', '--model', '/no/such/run', show_warnings=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: '/no/such/run' has no model.json: pass a run folder written by `fer_fastai train`."]
 
 def test_refuses_an_existing_run_without_overwrite(trained_run):
     out, _ = trained_run

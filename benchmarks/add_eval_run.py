@@ -1,0 +1,46 @@
+"""Append a `fer_fastai evaluate` result (one run with --tta, or an ensemble of runs) to benchmarks/results.csv, from the
+`SPLIT[_tta]_evaluation.json` files that command wrote for PublicTest and PrivateTest.
+
+    fer_fastai evaluate --model RUN... --tta --split PrivateTest --out DEST
+    fer_fastai evaluate --model RUN... --tta --split PublicTest --out DEST
+    python benchmarks/add_eval_run.py DEST --command "fer_fastai evaluate --model RUN... --tta"
+
+Every number comes from those files and the members' model.json; nothing is typed in.
+"""
+import argparse, json, sys
+from pathlib import Path
+import pandas as pd
+from fer_fastai.recipes import RESULT_COLUMNS, hardware
+
+def _evaluation(dest, split):
+    fs = sorted(Path(dest).glob(f'{split}*_evaluation.json'))
+    if len(fs) != 1: sys.exit(f'{dest!r} should hold one {split}*_evaluation.json (fer_fastai evaluate --split {split} --out {dest}); found {[f.name for f in fs]}.')
+    return json.loads(fs[0].read_text())
+
+def row(dest, command=''):
+    pub, priv = _evaluation(dest, 'PublicTest'), _evaluation(dest, 'PrivateTest')
+    if pub['members'] != priv['members'] or pub['tta'] != priv['tta'] or pub['crops'] != priv['crops']:
+        sys.exit('The PublicTest and PrivateTest evaluations were made with different runs or TTA settings.')
+    metas = [json.loads((Path(m)/'model.json').read_text()) for m in priv['members']]
+    tr = [m.get('training', {}) for m in metas]
+    notes = [f"members: {', '.join(priv['members'])}"] + ([f"TTA flip + {priv['crops']} crops"] if priv['tta'] else [])
+    notes.append('evaluation only: the members were trained separately (their rows above)')
+    if command: notes.append(command)
+    return dict(recipe=('ensemble' if len(metas) > 1 else 'tta') + ' (fer_fastai evaluate)', arch='+'.join(m['arch'] for m in metas),
+                weights='+'.join(sorted({t.get('weights') or ('imagenet' if t.get('pretrained') else 'random') for t in tr})),
+                input_size='+'.join(sorted({str(m['size']) for m in metas})), epochs='+'.join(str(t.get('epochs', '?')) for t in tr),
+                hardware=hardware(), wall_time_s=round(pub['wall_time_s'] + priv['wall_time_s'], 1),
+                public_test_acc=round(pub['accuracy'], 4), private_test_acc=round(priv['accuracy'], 4), macro_f1=round(priv['macro_f1'], 4),
+                quick=any(t.get('quick') for t in tr), notes='; '.join(notes))
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('dest', help='the --out folder of the two fer_fastai evaluate calls')
+    p.add_argument('--command', default='', help='the command, for the notes column')
+    p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
+    a = p.parse_args(argv)
+    r = row(a.dest, a.command)
+    pd.DataFrame([r], columns=RESULT_COLUMNS).to_csv(a.results, mode='a', header=not Path(a.results).is_file(), index=False)
+    print(pd.Series(r).to_string())
+
+if __name__ == '__main__': main()
