@@ -10,7 +10,7 @@ Every number comes from those files and the members' model.json; nothing is type
 import argparse, json, sys
 from pathlib import Path
 import pandas as pd
-from fer_fastai.recipes import RESULT_COLUMNS, hardware
+from fer_fastai.recipes import append_results, hardware
 
 def _evaluation(dest, split):
     fs = sorted(Path(dest).glob(f'{split}*_evaluation.json'))
@@ -40,7 +40,7 @@ def main(argv=None):
     p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
     a = p.parse_args(argv)
     r = row(a.dest, a.command)
-    pd.DataFrame([r], columns=RESULT_COLUMNS).to_csv(a.results, mode='a', header=not Path(a.results).is_file(), index=False)
+    append_results(r, a.results)
     print(pd.Series(r).to_string())
 
 if __name__ == '__main__': main()

@@ -7,7 +7,7 @@ Every number comes from the run's own model.json (written by `fer_fastai train`)
 import argparse, json, sys
 from pathlib import Path
 import pandas as pd
-from fer_fastai.recipes import RESULT_COLUMNS, hardware
+from fer_fastai.recipes import append_results, hardware
 
 def row(run, command=''):
     meta_f = Path(run)/'model.json'
@@ -32,9 +32,8 @@ def main(argv=None):
     p.add_argument('--command', default='', help='the command that made the run, for the notes column')
     p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
     a = p.parse_args(argv)
-    r = pd.DataFrame([row(a.run, a.command)], columns=RESULT_COLUMNS)
-    path = Path(a.results)
-    r.to_csv(path, mode='a', header=not path.is_file(), index=False)
-    print(r.T.to_string(header=False))
+    r = row(a.run, a.command)
+    append_results(r, a.results)
+    print(pd.Series(r).to_string())
 
 if __name__ == '__main__': main()
