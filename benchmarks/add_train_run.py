@@ -19,6 +19,8 @@ def row(run, command=''):
     if t.get('precision'): notes.append(f"{t['precision']} training")
     if t.get('label_smoothing'): notes.append(f"label smoothing {t['label_smoothing']}")
     if t.get('class_weights') not in (None, 'none'): notes.append(f"class weights {t['class_weights']}")
+    if t.get('aug') not in (None, 'default'): notes.append(f"augmentation {t['aug']}")
+    if t.get('erasing'): notes.append(f"random erasing {t['erasing']}")
     if command: notes.append(command)
     return dict(recipe='default (fer_fastai train)', arch=m['arch'], weights=t.get('weights') or ('imagenet' if t.get('pretrained') else 'random'),
                 input_size=m['size'], epochs=t['epochs'], hardware=f"{hardware()}, device {t['device']}",

@@ -52,6 +52,8 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
           max_per_class:int=None, # at most this many faces per emotion in train and valid
           class_weights:str='none', # 'none', 'inverse' or 'effective' (class-balanced loss)
           label_smoothing:float=0.1, # label smoothing of the cross-entropy (0 for none)
+          aug:str='default', # augmentation: 'default' (flip, rotate 10, zoom 1.1, lighting), 'heavy' or 'none'
+          erasing:float=0., # random erasing: probability per face of a noise rectangle (e.g. 0.5)
           opt:str='adam', # 'adam' or 'sgd' (momentum 0.9)
           schedule:str='one_cycle', # 'one_cycle' or 'plateau' (fixed lr reduced on plateau)
           patience:int=None, # early stopping patience in epochs
@@ -70,8 +72,9 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     _arch(arch)  # fail fast on a typo, before reading the data
     if pretrained and arch in FER_ARCHS: raise _no_imagenet(arch)
     for name, val, ok in [('--native', native, ('auto', 'yes', 'no')), ('--class-weights', class_weights, ('none', 'inverse', 'effective')),
-                          ('--opt', opt, ('adam', 'sgd')), ('--precision', precision, ('auto', 'bf16', 'float32')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS])]:
+                          ('--opt', opt, ('adam', 'sgd')), ('--precision', precision, ('auto', 'bf16', 'float32')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS]), ('--aug', aug, list(AUG_PRESETS))]:
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
+    if not 0 <= erasing <= 1: raise FERModelError(f'--erasing is a probability per face, between 0 and 1, not {erasing}')
     if quick:
         max_per_class = max_per_class or QUICK['max_per_class']; epochs = epochs or QUICK['epochs']
     epochs = epochs or 14
@@ -86,6 +89,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='check_dataset')  # printed above already
         dls = fer_dataloaders(loaded, size=size, n_channels=n_channels, splitter=splitter, fold=fold, bs=bs, max_per_class=max_per_class,
+                              aug=named_augmentation(aug, size, erasing),
                               normalize='imagenet' if pretrained else 'dataset', seed=seed, device=device)
     cw = None if class_weights == 'none' else _data.class_weights(dls.items.label.iloc[:dls.fer['n_train']], dls.vocab, class_weights)
     learn = fer_learner(dls, arch, pretrained=pretrained, weights=weights, native=native_, head=head, class_weights=cw,
@@ -93,14 +97,15 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     stem = 'made for 48 px' if learn.fer['arch'] in FER_ARCHS else 'native 48 px stem' if learn.fer['native'] else 'ImageNet stem'
     print(f"Model: {learn.fer['arch']} ({stem}), "
           f"{'ImageNet-pretrained' if pretrained else 'weights from ' + weights if weights else 'random init'}, "
-          f"{dls.fer['n_train']} train / {dls.fer['n_valid']} valid faces, device {dls.device}, {learn.fer['precision']} training")
+          f"{dls.fer['n_train']} train / {dls.fer['n_valid']} valid faces, device {dls.device}, {learn.fer['precision']} training, "
+          f"{aug} augmentation" + (f' + random erasing {erasing}' if erasing else ''))
     run = train_fer(learn, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, patience=patience, schedule=schedule,
                     lr_find_iters=QUICK['lr_find_iters'] if quick else 100, out=out, show_plot=not no_plots)
     table, reports = evaluate_splits(learn)
     for r in reports.values(): r.save(out)
     training = dict(epochs=epochs, freeze_epochs=freeze_epochs, bs=bs, quick=quick, max_per_class=max_per_class, lrs=run.lrs,
                     stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
-                    class_weights=class_weights, label_smoothing=label_smoothing, opt=opt, schedule=schedule, seed=seed, pretrained=pretrained, weights=weights, precision=learn.fer['precision'],
+                    class_weights=class_weights, label_smoothing=label_smoothing, aug=aug, erasing=erasing, opt=opt, schedule=schedule, seed=seed, pretrained=pretrained, weights=weights, precision=learn.fer['precision'],
                     torch_threads=torch.get_num_threads(), total_time_s=time.time() - t0)
     save_model(learn, out, metrics=table.to_dict(orient='index'), training=training)
     shutil.rmtree(out/'models', ignore_errors=True)  # the best checkpoint is model.pth now

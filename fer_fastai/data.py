@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #aabcc6e6
 from __future__ import annotations
-import hashlib, os, re, warnings
+import hashlib, math, os, re, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -15,14 +15,15 @@ from fastai.data.block import DataBlock, CategoryBlock
 from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.vision.data import ImageBlock
 from fastai.vision.core import PILImage, PILImageBW, imagenet_stats
-from fastai.vision.augment import aug_transforms, Resize
+from fastai.vision.augment import aug_transforms, Resize, RandTransform
+from fastai.torch_core import TensorImage
 from .core import *
 
 # %% auto #0
-__all__ = ['ITEM_COLUMNS', 'IMAGE_EXTENSIONS', 'SPLIT_ROLES', 'FER2013_SIDE', 'read_fer2013_csv', 'read_fer2013_folder',
-           'read_image_folder', 'read_fer_items', 'load_items', 'DatasetReport', 'check_dataset', 'show_faces',
-           'split_role', 'kfold_splits', 'split_items', 'class_weights', 'balanced_subset', 'fer_augmentation',
-           'fer_dataloaders']
+__all__ = ['ITEM_COLUMNS', 'IMAGE_EXTENSIONS', 'SPLIT_ROLES', 'FER2013_SIDE', 'AUG_PRESETS', 'read_fer2013_csv',
+           'read_fer2013_folder', 'read_image_folder', 'read_fer_items', 'load_items', 'DatasetReport', 'check_dataset',
+           'show_faces', 'split_role', 'kfold_splits', 'split_items', 'class_weights', 'balanced_subset', 'FaceErasing',
+           'fer_augmentation', 'named_augmentation', 'fer_dataloaders']
 
 # %% ../nbs/01_data.ipynb #9f5134d3
 ITEM_COLUMNS = ['image', 'label', 'split', 'subject']
@@ -347,11 +348,41 @@ def balanced_subset(items:pd.DataFrame, max_per_class:int, seed:int=42) -> pd.Da
     return out
 
 # %% ../nbs/01_data.ipynb #d6d97cb5
+class FaceErasing(RandTransform):
+    "Random erasing (Zhong et al.) per face: with probability `p` a rectangle of `sl`..`sh` of the face is filled with noise"
+    order = 100  # after Normalize, so N(0, 1) noise looks like the normalised faces
+    def __init__(self, p:float=0.5, sl:float=0.02, sh:float=0.25, min_aspect:float=0.3):
+        if not 0 <= p <= 1: raise ValueError(f'the erasing probability must be in 0..1, not {p}')
+        if not 0 < sl <= sh < 1: raise ValueError(f'need 0 < sl <= sh < 1 for the erased area, not sl={sl}, sh={sh}')
+        super().__init__(p=1.)  # fastai's `p` would erase whole batches; ours is drawn per face
+        self.p_face, self.sl, self.sh, self.min_aspect = p, sl, sh, min_aspect
+    def encodes(self, x:TensorImage):
+        b, h, w, dev = x.shape[0], x.shape[-2], x.shape[-1], x.device
+        area = torch.empty(b, device=dev).uniform_(self.sl, self.sh) * h * w
+        ratio = torch.empty(b, device=dev).uniform_(math.log(self.min_aspect), -math.log(self.min_aspect)).exp()
+        eh, ew = (area * ratio).sqrt().round().clamp(1, h), (area / ratio).sqrt().round().clamp(1, w)
+        top, left = (torch.rand(b, device=dev) * (h - eh + 1)).floor(), (torch.rand(b, device=dev) * (w - ew + 1)).floor()
+        rows, cols = torch.arange(h, device=dev)[None], torch.arange(w, device=dev)[None]
+        m = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
+             & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :])
+        m = (m & (torch.rand(b, device=dev) < self.p_face)[:, None, None])[:, None]  # (b, 1, h, w), shared by the channels
+        return x.where(~m, torch.randn_like(x))
+    def __repr__(self): return f'FaceErasing(p={self.p_face}, area {self.sl}-{self.sh})'
+
+AUG_PRESETS = {'default': {}, 'heavy': dict(max_rotate=20., max_zoom=1.25, max_lighting=0.4, max_warp=0.1, p_affine=0.9, p_lighting=0.9), 'none': None}
+
 def fer_augmentation(size:int=48, flip:bool=True, max_rotate:float=10., max_zoom:float=1.1, max_lighting:float=0.2,
-                     max_warp:float=0., p_affine:float=0.75, p_lighting:float=0.75) -> list:
-    "The papers' augmentation as fastai batch transforms: flip, small rotation, zoom/crop/shift, lighting"
+                     max_warp:float=0., p_affine:float=0.75, p_lighting:float=0.75, erasing:float=0.) -> list:
+    "The papers' augmentation as fastai batch transforms: flip, small rotation, zoom/crop/shift, lighting (+ random erasing)"
     return aug_transforms(do_flip=flip, max_rotate=max_rotate, max_zoom=max_zoom, max_lighting=max_lighting,
-                          max_warp=max_warp, p_affine=p_affine, p_lighting=p_lighting, size=None)
+                          max_warp=max_warp, p_affine=p_affine, p_lighting=p_lighting, size=None) + ([FaceErasing(erasing)] if erasing else [])
+
+def named_augmentation(name:str='default', size:int=48, erasing:float=0.) -> list:
+    "Batch transforms of an `AUG_PRESETS` name ('default', 'heavy' or 'none'), with random erasing of probability `erasing`"
+    if name not in AUG_PRESETS: raise ValueError(f"augmentation must be one of {', '.join(AUG_PRESETS)}, not {name!r}")
+    if not 0 <= erasing <= 1: raise ValueError(f'erasing is a probability per face (0..1), not {erasing}')
+    if AUG_PRESETS[name] is None: return [FaceErasing(erasing)] if erasing else []
+    return fer_augmentation(size, erasing=erasing, **AUG_PRESETS[name])
 
 class _ImageGetter:
     "Item -> PIL image in the model's mode (a class, not a lambda, so learners can be exported)"
@@ -407,7 +438,7 @@ def fer_dataloaders(source=None, size:int=48, n_channels:int=1, splitter:str='of
     elif normalize == 'dataset': mean, std = _dataset_stats(list(items.image.iloc[tr]), n_channels)
     elif normalize == 'imagenet': mean, std = _imagenet_stats(n_channels)
     else: mean = std = None
-    batch_tfms = list(fer_augmentation(size) if aug == 'default' else (aug or []))
+    batch_tfms = list(named_augmentation(aug, size) if isinstance(aug, str) else (aug or []))
     if mean is not None: batch_tfms.append(Normalize.from_stats(mean, std))
     dblock = DataBlock(blocks=(ImageBlock(cls=PILImageBW if n_channels == 1 else PILImage), CategoryBlock(vocab=vocab, sort=False)),
                        get_x=_ImageGetter('L' if n_channels == 1 else 'RGB'), get_y=_label_getter,

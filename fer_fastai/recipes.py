@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import ifnone
 from .core import *
-from .data import read_fer_items, load_items, balanced_subset, fer_dataloaders, fer_augmentation, kfold_splits, split_role, class_weights
+from .data import read_fer_items, load_items, balanced_subset, fer_dataloaders, named_augmentation, kfold_splits, split_role, class_weights
 from .learner import fer_learner, save_model, load_fer_learner, pretrained_weights_file, FERModelError
 from .train import train_fer
 from .evaluate import evaluate, EvalReport
 from .models import scn_learner, load_body, evaluate_ensemble, SCNRelabel
 
 # %% auto #0
-__all__ = ['AUGS', 'RECIPES', 'QUICK', 'RESULT_COLUMNS', 'Recipe', 'register_recipe', 'list_recipes', 'get_recipe', 'hardware',
+__all__ = ['RECIPES', 'QUICK', 'RESULT_COLUMNS', 'Recipe', 'register_recipe', 'list_recipes', 'get_recipe', 'hardware',
            'cv_splits', 'cross_validate', 'run_recipe', 'results_row', 'append_results', 'cross_dataset_eval']
 
 # %% ../nbs/09b_recipes.ipynb #fb13a0dd
@@ -41,7 +41,8 @@ class Recipe:
     schedule: str = 'one_cycle'  # or 'plateau' (reduce on plateau)
     plateau_patience: int = 3
     patience: int = None         # early stopping
-    aug: str = 'default'         # 'default', 'heavy' or 'none'
+    aug: str = 'default'         # 'default', 'heavy' or 'none' (fer_fastai.data.AUG_PRESETS)
+    erasing: float = 0.          # random erasing, probability per face (FaceErasing)
     class_weights: str = None    # None or 'inverse' / 'effective'
     label_smoothing: float = 0.
     protocol: str = 'train'      # 'train', 'kfold', 'scn', 'dcnn_scn', 'ensemble'
@@ -55,9 +56,6 @@ class Recipe:
     max_per_class: int = None
     published: str = ''          # the paper's setting and number, for comparison
 
-AUGS = {'default': lambda size: fer_augmentation(size),
-        'heavy': lambda size: fer_augmentation(size, max_rotate=20., max_zoom=1.25, max_lighting=0.4, max_warp=0.1, p_affine=0.9, p_lighting=0.9),
-        'none': lambda size: []}
 
 RECIPES = {}
 def register_recipe(r:Recipe) -> Recipe:
@@ -159,7 +157,7 @@ def _items(r:Recipe, data, quick:bool):
 def _dls(r:Recipe, items, pretrained, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return fer_dataloaders(items, size=r.size, aug=AUGS[r.aug](r.size), normalize='imagenet' if pretrained else 'dataset', bs=r.bs,
+        return fer_dataloaders(items, size=r.size, aug=named_augmentation(r.aug, r.size, r.erasing), normalize='imagenet' if pretrained else 'dataset', bs=r.bs,
                                max_per_class=r.max_per_class, verbose=False, check=False, **kwargs)
 
 def _learner(r:Recipe, dls, pretrained, arch=None, head=None):
@@ -259,7 +257,7 @@ def _run_kfold(r, items, pretrained, out, quick, extra):
         valid = next(rep for s, rep in reps.items() if split_role(s) != 'test' or s == 'valid')
         test = next((rep for s, rep in reps.items() if split_role(s) == 'test'), None)
         return dict(valid_acc=valid.accuracy, valid_macro_f1=valid.macro_f1, **({} if test is None else dict(test_acc=test.accuracy, test_macro_f1=test.macro_f1)))
-    folds, stats = cross_validate(fit_fold, items, r.n_folds, size=r.size, aug=AUGS[r.aug](r.size), normalize='imagenet' if pretrained else 'dataset', bs=r.bs)
+    folds, stats = cross_validate(fit_fold, items, r.n_folds, size=r.size, aug=named_augmentation(r.aug, r.size, r.erasing), normalize='imagenet' if pretrained else 'dataset', bs=r.bs)
     folds.to_csv(Path(out)/'folds.csv')
     print(folds.round(4).to_string()); print({k: _pm(*v) for k, v in stats.items()})
     extra['folds'] = folds.reset_index().to_dict(orient='records'); extra['cv'] = stats

@@ -15,7 +15,8 @@ def _run(*args, cwd=None, show_warnings=False):
 def trained_run(tmp_path_factory, fer_path):
     base = tmp_path_factory.mktemp('cli'); out = base/'runs'/'tiny'
     # a relative --out, as users type it
-    r = _run('train', '--arch', 'resnet18', '--size', '48', '--epochs', '1', '--bs', '64', '--max-per-class', '60', '--out', 'runs/tiny', '--no-plots', cwd=base)
+    r = _run('train', '--arch', 'resnet18', '--size', '48', '--epochs', '1', '--bs', '64', '--max-per-class', '60', '--out', 'runs/tiny', '--no-plots',
+             '--aug', 'heavy', '--erasing', '0.5', cwd=base)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out, r
 
@@ -30,6 +31,7 @@ def test_train_writes_a_complete_run(trained_run):
     from fer_fastai.learner import cpu_bf16_supported
     assert meta['training']['precision'] == ('bf16' if cpu_bf16_supported() else 'float32')
     assert f"{meta['training']['precision']} training" in r.stdout
+    assert (meta['training']['aug'], meta['training']['erasing']) == ('heavy', 0.5)
 
 def test_evaluate_reproduces_the_training_metrics(trained_run):
     out, _ = trained_run
@@ -79,6 +81,8 @@ def test_refuses_an_existing_run_without_overwrite(trained_run):
     (['evaluate', '--model', '/no/such/run'], 'no model.json'),
     (['train', '--native', 'maybe'], '--native must be'),
     (['train', '--precision', 'half'], '--precision must be'),
+    (['train', '--aug', 'strong'], '--aug must be one of default, heavy, none'),
+    (['train', '--erasing', '2'], '--erasing is a probability per face'),
     (['train', '--arch', 'fer_vgg_m', '--pretrained'], 'no ImageNet weights'),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, msg):
