@@ -21,8 +21,11 @@ def row(run, command=''):
     if t.get('class_weights') not in (None, 'none'): notes.append(f"class weights {t['class_weights']}")
     if t.get('aug') not in (None, 'default'): notes.append(f"augmentation {t['aug']}")
     if t.get('erasing'): notes.append(f"random erasing {t['erasing']}")
+    if t.get('teachers'):
+        d = t.get('distill') or {}
+        notes.append(f"distilled from {', '.join(t['teachers'])} (alpha {d.get('alpha')}, T {d.get('T')})")
     if command: notes.append(command)
-    return dict(recipe='default (fer_fastai train)', arch=m['arch'], weights=t.get('weights') or ('imagenet' if t.get('pretrained') else 'random'),
+    return dict(recipe='distilled (fer_fastai train --teacher)' if t.get('teachers') else 'default (fer_fastai train)', arch=m['arch'], weights=t.get('weights') or ('imagenet' if t.get('pretrained') else 'random'),
                 input_size=m['size'], epochs=t['epochs'], hardware=f"{hardware()}, device {t['device']}",
                 wall_time_s=round(t.get('total_time_s', t['wall_time_s']), 1),
                 public_test_acc=round(met['PublicTest']['accuracy'], 4), private_test_acc=round(met['PrivateTest']['accuracy'], 4),

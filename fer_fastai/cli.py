@@ -15,7 +15,7 @@ from .learner import *
 from .learner import _arch, _no_imagenet, FER_ARCHS
 from .train import *
 from .evaluate import *
-from .models import evaluate_ensemble
+from .models import evaluate_ensemble, distill
 
 # %% auto #0
 __all__ = ['QUICK', 'RUN_FILES', 'COMMANDS', 'USER_ERRORS', 'train', 'evaluate_run', 'summary', 'main']
@@ -63,6 +63,9 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
           device:str=None, # 'cuda', 'cpu' (default: CUDA when available)
           precision:str='auto', # 'auto' (bf16 on CUDA and on CPUs with bf16 instructions, else float32), 'bf16' or 'float32'
           no_plots:bool=False, # skip the lr_find plots
+          teacher:Param("run folder(s) to distill from (knowledge distillation: the student learns their averaged probabilities too)", str, nargs='+')=None,
+          distill_alpha:float=0.9, # with --teacher: weight of the teachers' soft targets in the loss (1: soft targets only)
+          distill_t:float=4., # with --teacher: softmax temperature of the distillation term
           recipe:str=None): # run a paper's named recipe instead (see fer_fastai.recipes.list_recipes)
     "Train an emotion classifier with the fastai recipe and evaluate it; writes a run folder"
     if recipe is not None:
@@ -75,6 +78,11 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
                           ('--opt', opt, ('adam', 'sgd')), ('--precision', precision, ('auto', 'bf16', 'float32')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS]), ('--aug', aug, list(AUG_PRESETS))]:
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
     if not 0 <= erasing <= 1: raise FERModelError(f'--erasing is a probability per face, between 0 and 1, not {erasing}')
+    teachers = [teacher] if isinstance(teacher, (str, Path)) else list(teacher or [])
+    for m in teachers:
+        if not (Path(m)/'model.json').is_file(): raise FERModelError(f'--teacher {str(m)!r} has no model.json: pass run folders written by `fer_fastai train`.')
+    if teachers and not (0 < distill_alpha <= 1 and distill_t > 0):
+        raise FERModelError(f'--distill_alpha must be in (0, 1] and --distill_t positive, not {distill_alpha} and {distill_t}')
     if quick:
         max_per_class = max_per_class or QUICK['max_per_class']; epochs = epochs or QUICK['epochs']
     epochs = epochs or 14
@@ -94,11 +102,14 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     cw = None if class_weights == 'none' else _data.class_weights(dls.items.label.iloc[:dls.fer['n_train']], dls.vocab, class_weights)
     learn = fer_learner(dls, arch, pretrained=pretrained, weights=weights, native=native_, head=head, class_weights=cw,
                         label_smoothing=label_smoothing, opt=opt, mixed_precision={'auto': 'auto', 'bf16': True, 'float32': False}[precision])
+    if teachers:
+        metas = [json.loads((Path(m)/'model.json').read_text()) for m in teachers]
+        distill(learn, [_run_learner(m, meta, loaded, 256, device) for m, meta in zip(teachers, metas)], alpha=distill_alpha, T=distill_t)
     stem = 'made for 48 px' if learn.fer['arch'] in FER_ARCHS else 'native 48 px stem' if learn.fer['native'] else 'ImageNet stem'
     print(f"Model: {learn.fer['arch']} ({stem}), "
           f"{'ImageNet-pretrained' if pretrained else 'weights from ' + weights if weights else 'random init'}, "
           f"{dls.fer['n_train']} train / {dls.fer['n_valid']} valid faces, device {dls.device}, {learn.fer['precision']} training, "
-          f"{aug} augmentation" + (f' + random erasing {erasing}' if erasing else ''))
+          f"{aug} augmentation" + (f' + random erasing {erasing}' if erasing else '') + (f', distilled from {len(teachers)} run(s)' if teachers else ''))
     run = train_fer(learn, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, patience=patience, schedule=schedule,
                     lr_find_iters=QUICK['lr_find_iters'] if quick else 100, out=out, show_plot=not no_plots)
     table, reports = evaluate_splits(learn)
@@ -106,7 +117,8 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     training = dict(epochs=epochs, freeze_epochs=freeze_epochs, bs=bs, quick=quick, max_per_class=max_per_class, lrs=run.lrs,
                     stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
                     class_weights=class_weights, label_smoothing=label_smoothing, aug=aug, erasing=erasing, opt=opt, schedule=schedule, seed=seed, pretrained=pretrained, weights=weights, precision=learn.fer['precision'],
-                    torch_threads=torch.get_num_threads(), total_time_s=time.time() - t0)
+                    torch_threads=torch.get_num_threads(), total_time_s=time.time() - t0,
+                    teachers=[str(m) for m in teachers] or None, distill=learn.fer.get('distill'))
     save_model(learn, out, metrics=table.to_dict(orient='index'), training=training)
     shutil.rmtree(out/'models', ignore_errors=True)  # the best checkpoint is model.pth now
     print(f'\nRun folder: {out}  (total {time.time() - t0:.0f}s)')

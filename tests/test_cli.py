@@ -65,6 +65,23 @@ def test_evaluate_ensemble_and_tta(trained_run, tmp_path):
     r = _run('evaluate', '--model', out, other)
     assert r.returncode == 2 and 'know different emotions' in r.stderr and 'Traceback' not in r.stderr
 
+def test_train_distilled_from_a_run(trained_run, tmp_path):
+    "--teacher: the student gets the teachers' soft targets on its training faces, and the run folder records them"
+    teacher, _ = trained_run
+    r = _run('train', '--arch', 'fer_vgg_s', '--epochs', '1', '--max-per-class', '60', '--lr', '2e-3', '--no-plots',
+             '--teacher', teacher, '--distill-alpha', '0.7', '--out', tmp_path/'student')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'Soft targets: 1 teacher(s) on 420 training faces with flip TTA' in r.stdout and 'distilled from 1 run(s)' in r.stdout
+    tr = json.loads((tmp_path/'student'/'model.json').read_text())['training']
+    assert tr['teachers'] == [str(teacher)] and tr['distill']['alpha'] == 0.7 and tr['distill']['T'] == 4.
+    assert 0 <= tr['distill']['agreement'] <= 1
+    # benchmarks/add_train_run.py labels the row as distilled and names the teachers
+    r = subprocess.run([sys.executable, Path(__file__).parents[1]/'benchmarks'/'add_train_run.py', tmp_path/'student', '--results', tmp_path/'r.csv'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = (tmp_path/'r.csv').read_text().splitlines()[1]
+    assert row.startswith('distilled (fer_fastai train --teacher),fer_vgg_s,') and f'distilled from {teacher} (alpha 0.7, T 4.0)' in row
+
 def test_errors_come_without_import_noise():
     "fastai's torch.jit.script FutureWarnings (torch 2.14) are silenced on import: an error is one line on stderr"
     r = _run('evaluate', '--model', '/no/such/run', show_warnings=True)
@@ -84,6 +101,7 @@ def test_refuses_an_existing_run_without_overwrite(trained_run):
     (['train', '--aug', 'strong'], '--aug must be one of default, heavy, none'),
     (['train', '--erasing', '2'], '--erasing is a probability per face'),
     (['train', '--arch', 'fer_vgg_m', '--pretrained'], 'no ImageNet weights'),
+    (['train', '--teacher', '/no/such/run'], "--teacher '/no/such/run' has no model.json"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, msg):
     r = _run(*args, '--out', tmp_path/'x') if args[0] == 'train' else _run(*args)

@@ -2,6 +2,7 @@
 import copy, os
 import numpy as np, pandas as pd, pytest, torch
 from fastai.learner import Learner
+from fastai.metrics import accuracy
 from fer_fastai.data import fer_dataloaders
 from fer_fastai.learner import create_fer_model, FERModelError
 from fer_fastai.models import *
@@ -66,6 +67,43 @@ def test_tta_and_ensemble(scn_run):
     assert torch.allclose(pt.sum(1), torch.ones(len(pt)), atol=1e-5)
     rep = evaluate_ensemble([learn, twin], dls.items.iloc[dls.fer['n_train']:], flip=True)
     assert rep.n == dls.fer['n_valid'] and 0 <= rep.accuracy <= 1
+
+def _tiny_learner(dls, seed=0):
+    torch.manual_seed(seed)
+    head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, len(dls.vocab)))
+    return Learner(dls, torch.nn.Sequential(_tiny_body(), head), loss_func=torch.nn.CrossEntropyLoss(), metrics=accuracy)
+
+def test_distillation_targets_reach_their_faces():
+    "A student whose training labels are random learns the task from a good teacher's soft targets alone, and only from them"
+    clean = _synthetic_items(flip=0., seed=1)
+    kw = dict(size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
+    teacher = _tiny_learner(fer_dataloaders(clean, **kw))
+    with teacher.no_bar(), teacher.no_logging(): teacher.fit_one_cycle(5, 3e-3)
+    assert teacher.validate()[1] > 0.9
+    rng = np.random.default_rng(0)
+    noisy = clean.assign(label=np.where(clean.split == 'Training', rng.choice(['happy', 'sad'], len(clean)), clean.label))
+    accs = {}
+    for a in (None, 1.):
+        student = _tiny_learner(fer_dataloaders(noisy, **kw), seed=1)
+        if a: distill(student, teacher, alpha=a)
+        with student.no_bar(), student.no_logging(): student.fit_one_cycle(5, 3e-3)
+        accs[a] = student.validate()[1]
+    assert accs[None] < 0.75 and accs[1.] > 0.9
+    cb = student.cbs.filter(lambda c: isinstance(c, DistillCallback))[0]
+    assert 0.3 < cb.agreement < 0.7  # the teacher's predictions agree with random labels about half the time
+    assert student.fer['distill']['n_teachers'] == 1
+
+def test_distillation_refuses_mismatched_targets():
+    items = _synthetic_items(seed=2)
+    dls = fer_dataloaders(items, size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
+    learn = _tiny_learner(dls)
+    with learn.no_bar(), learn.no_logging(), pytest.raises(FERModelError, match='soft targets for 240 training faces'):
+        learn.fit(1, cbs=DistillCallback(torch.full((10, 2), .5)))
+    with pytest.raises(ValueError, match='rows summing to 1'): DistillCallback(torch.ones(10, 2))
+    with pytest.raises(ValueError, match='alpha'): DistillCallback(torch.full((10, 2), .5), alpha=0)
+    other = fer_dataloaders(items.assign(label=items.label.map({'happy': 'angry', 'sad': 'sad'})), size=24, aug=None, bs=32,
+                            check=False, verbose=False, vocab=['angry', 'sad'], device='cpu')
+    with pytest.raises(FERModelError, match='same emotions'): distill(learn, _tiny_learner(other))
 
 def test_cv_splits():
     items = _synthetic_items(200).assign(split=['Training'] * 180 + ['PrivateTest'] * 20)
