@@ -13,6 +13,7 @@ from fastai.data.core import DataLoaders, TfmdDL
 from fastai.learner import Learner
 from fastai.callback.schedule import *
 from fastai.callback.progress import *
+from fastprogress.fastprogress import progress_bar
 from fastai.losses import CrossEntropyLossFlat
 from fastai.torch_core import apply_init
 from .core import *
@@ -217,14 +218,14 @@ def _shift(x, dy, dx):
     h, w = x.shape[-2:]
     return xp[..., p + dy:p + dy + h, p + dx:p + dx + w]
 
-def predict_tta(learn, dl=None, flip:bool=True, crops:int=0, crop_px:int=None):
+def predict_tta(learn, dl=None, flip:bool=True, crops:int=0, crop_px:int=None, progress:bool=False):
     "`(probs, targets)` of `learn` on `dl` averaged over the plain view, its horizontal flip and `crops` shifted crops"
     dl = ifnone(dl, learn.dls.valid)
     model = learn.model.eval()
     dev = next(model.parameters()).device
     probs, targs = [], []
     with torch.no_grad():
-        for xb, *yb in dl:
+        for xb, *yb in (progress_bar(dl, leave=False) if progress else dl):
             xb = xb.as_subclass(torch.Tensor).to(dev).float()  # a plain tensor: fastai's image subclasses do not format or stack
             views = [xb] + ([xb.flip(-1)] if flip else [])
             p = ifnone(crop_px, max(1, xb.shape[-1] // 16))
@@ -242,7 +243,7 @@ def _as_items(learn, data):
     if excluded: print(f'Left out {int(unknown.sum())} faces whose emotion the model does not know: {excluded}')
     return items[~unknown].reset_index(drop=True), name, excluded
 
-def ensemble_probs(learners, data='PrivateTest', flip:bool=False, crops:int=0, weights=None, bs:int=None):
+def ensemble_probs(learners, data='PrivateTest', flip:bool=False, crops:int=0, weights=None, bs:int=None, progress:bool=False):
     "`(probs, targets)` averaged over `learners` (optionally with TTA); each learner preprocesses `data` its own way"
     learners = list(learners)
     if not learners: raise ValueError('ensemble_probs needs at least one learner.')
@@ -256,7 +257,7 @@ def ensemble_probs(learners, data='PrivateTest', flip:bool=False, crops:int=0, w
     else:
         items = data if isinstance(data, pd.DataFrame) else _split_items(learners[0], data)
         dls_ = [l.dls.test_dl(items, with_labels=True, bs=ifnone(bs, l.dls.bs)) for l in learners]
-    out = [predict_tta(l, d, flip, crops) for l, d in zip(learners, dls_)]
+    out = [predict_tta(l, d, flip, crops, progress=progress) for l, d in zip(learners, dls_)]
     probs = sum(wi * p for wi, (p, _) in zip(w, out)) / w.sum()
     return probs, out[0][1]
 
@@ -274,7 +275,7 @@ def evaluate_ensemble(learners, data='PrivateTest', flip:bool=False, crops:int=0
 def teacher_probs(teachers, items, flip:bool=True, bs:int=256) -> torch.Tensor:
     "Soft targets: the probabilities of `teachers` (learners) on `items`, averaged over them (and the mirror image with `flip`), in `items` order"
     items = items.reset_index(drop=True)
-    probs, _ = ensemble_probs(teachers, items, flip=flip, bs=bs)
+    probs, _ = ensemble_probs(teachers, items, flip=flip, bs=bs, progress=True)  # minutes on a CPU: a bar per teacher
     return probs
 
 class DistillCallback(Callback):
