@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib, inspect, json, shutil, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from fastcore.basics import listify
 from fastcore.script import call_parse, anno_parser, Param
 from .core import *
 from .data import *
@@ -33,6 +34,12 @@ def _prepare_out(out, overwrite):
                 shutil.rmtree(f) if f.is_dir() else f.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+def _run_metas(runs, option=''):
+    "The model.json of each run folder in `runs`, read before any data: a folder without one is refused"
+    for m in runs:
+        if not (Path(m)/'model.json').is_file(): raise FERModelError(f'{option}{str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
+    return [json.loads((Path(m)/'model.json').read_text()) for m in runs]
 
 @call_parse
 def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image folder (default: FER2013 at its default location)
@@ -78,9 +85,8 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
                           ('--opt', opt, ('adam', 'sgd')), ('--precision', precision, ('auto', 'bf16', 'float32')), ('--schedule', schedule, ('one_cycle', 'plateau')), ('--head', head, ['auto', *HEADS]), ('--aug', aug, list(AUG_PRESETS))]:
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
     if not 0 <= erasing <= 1: raise FERModelError(f'--erasing is a probability per face, between 0 and 1, not {erasing}')
-    teachers = [teacher] if isinstance(teacher, (str, Path)) else list(teacher or [])
-    for m in teachers:
-        if not (Path(m)/'model.json').is_file(): raise FERModelError(f'--teacher {str(m)!r} has no model.json: pass run folders written by `fer_fastai train`.')
+    teachers = listify(teacher)
+    teacher_metas = _run_metas(teachers, '--teacher ')
     if teachers and not (0 < distill_alpha <= 1 and distill_t > 0):
         raise FERModelError(f'--distill_alpha must be in (0, 1] and --distill_t positive, not {distill_alpha} and {distill_t}')
     if quick:
@@ -103,8 +109,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     learn = fer_learner(dls, arch, pretrained=pretrained, weights=weights, native=native_, head=head, class_weights=cw,
                         label_smoothing=label_smoothing, opt=opt, mixed_precision={'auto': 'auto', 'bf16': True, 'float32': False}[precision])
     if teachers:
-        metas = [json.loads((Path(m)/'model.json').read_text()) for m in teachers]
-        distill(learn, [_run_learner(m, meta, loaded, 256, device) for m, meta in zip(teachers, metas)], alpha=distill_alpha, T=distill_t)
+        distill(learn, [_run_learner(m, meta, loaded, 256, device) for m, meta in zip(teachers, teacher_metas)], alpha=distill_alpha, T=distill_t)
     stem = 'made for 48 px' if learn.fer['arch'] in FER_ARCHS else 'native 48 px stem' if learn.fer['native'] else 'ImageNet stem'
     print(f"Model: {learn.fer['arch']} ({stem}), "
           f"{'ImageNet-pretrained' if pretrained else 'weights from ' + weights if weights else 'random init'}, "
@@ -150,13 +155,10 @@ def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; sever
                  device:Param("'cuda' or 'cpu' (default: CUDA when available)", str)=None):
     "Evaluate trained run(s) on a dataset split, alone or as an ensemble, with or without TTA: accuracy, macro-F1, per-class metrics, confusion matrix"
     t0 = time.time()
-    models = [model] if isinstance(model, (str, Path)) else list(model or [])
+    models = listify(model)
     if not models: raise FERModelError('Pass the run folder to evaluate: --model runs/NAME (several folders: their ensemble).')
     if not 0 <= crops <= 8: raise FERModelError(f'--crops must be between 0 and 8, not {crops}.')
-    metas = []
-    for m in models:
-        if not (Path(m)/'model.json').is_file(): raise FERModelError(f'{str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
-        metas.append(json.loads((Path(m)/'model.json').read_text()))
+    metas = _run_metas(models)
     vocabs = list(dict.fromkeys(tuple(m['vocab']) for m in metas))
     if len(vocabs) > 1: raise FERModelError(f'These runs know different emotions ({" vs ".join(str(list(v)) for v in vocabs)}): an ensemble averages the same classes.')
     items = read_fer_items(data)
