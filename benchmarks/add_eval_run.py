@@ -7,10 +7,10 @@
 
 Every number comes from those files and the members' model.json; nothing is typed in.
 """
-import argparse, json, sys
+import json, sys
 from pathlib import Path
-import pandas as pd
-from fer_fastai.recipes import append_results, hardware
+from fer_fastai.recipes import hardware
+from _add_row import add_row_main
 
 def _evaluation(dest, split):
     fs = sorted(Path(dest).glob(f'{split}*_evaluation.json'))
@@ -33,14 +33,6 @@ def row(dest, command=''):
                 public_test_acc=round(pub['accuracy'], 4), private_test_acc=round(priv['accuracy'], 4), macro_f1=round(priv['macro_f1'], 4),
                 quick=any(t.get('quick') for t in tr), notes='; '.join(notes))
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('dest', help='the --out folder of the two fer_fastai evaluate calls')
-    p.add_argument('--command', default='', help='the command, for the notes column')
-    p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
-    a = p.parse_args(argv)
-    r = row(a.dest, a.command)
-    append_results(r, a.results)
-    print(pd.Series(r).to_string())
+def main(argv=None): add_row_main(row, __doc__, 'the --out folder of the two fer_fastai evaluate calls', 'the command, for the notes column', argv)
 
 if __name__ == '__main__': main()

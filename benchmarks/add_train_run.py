@@ -4,10 +4,10 @@
 
 Every number comes from the run's own model.json (written by `fer_fastai train`); nothing is typed in.
 """
-import argparse, json, sys
+import json, sys
 from pathlib import Path
-import pandas as pd
-from fer_fastai.recipes import append_results, hardware
+from fer_fastai.recipes import hardware
+from _add_row import add_row_main
 
 def row(run, command=''):
     meta_f = Path(run)/'model.json'
@@ -31,14 +31,6 @@ def row(run, command=''):
                 public_test_acc=round(met['PublicTest']['accuracy'], 4), private_test_acc=round(met['PrivateTest']['accuracy'], 4),
                 macro_f1=round(met['PrivateTest']['macro_f1'], 4), quick=bool(t.get('quick')), notes='; '.join(notes))
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('run', help='run folder written by `fer_fastai train`')
-    p.add_argument('--command', default='', help='the command that made the run, for the notes column')
-    p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
-    a = p.parse_args(argv)
-    r = row(a.run, a.command)
-    append_results(r, a.results)
-    print(pd.Series(r).to_string())
+def main(argv=None): add_row_main(row, __doc__, 'run folder written by `fer_fastai train`', 'the command that made the run, for the notes column', argv)
 
 if __name__ == '__main__': main()

@@ -92,17 +92,22 @@ def test_channels_last_and_mixed_precision_options(small_dls):
     conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.ndim == 4
 
+def _fit_conv_dtypes(learn):
+    "Fit one epoch; the (training?, dtype) pairs of the first conv's outputs seen on the way"
+    seen = set()
+    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+    h = conv.register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    h.remove()
+    return seen
+
 def test_cpu_bf16_trains_in_bf16_and_validates_in_float32(small_dls):
     "mixed_precision=True on the CPU: training forward passes in bfloat16, validation and predictions in float32, no autocast left on"
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the emulation warning on CPUs without bf16 instructions
         learn = fer_learner(small_dls, 'fer_vgg_s', pretrained=False, mixed_precision=True, channels_last=False)
     assert _precision_cbs(learn) == ['CPUMixedPrecision'] and learn.fer['precision'] == 'bf16'
-    seen = set()
-    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
-    h = conv.register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
-    h.remove()
+    seen = _fit_conv_dtypes(learn)
     assert seen == {(True, torch.bfloat16), (False, torch.float32)}, seen
     assert not torch.is_autocast_enabled('cpu')
     with learn.no_bar(): preds, _ = learn.get_preds()
@@ -110,6 +115,24 @@ def test_cpu_bf16_trains_in_bf16_and_validates_in_float32(small_dls):
     xb = small_dls.valid.one_batch()[0]
     with torch.no_grad(): ref = torch.softmax(learn.model.eval()(xb), 1)
     assert torch.allclose(preds[:len(xb)], ref, atol=1e-5)
+
+def test_cpu_without_bf16_trains_in_float32(small_dls, monkeypatch):
+    "On a CPU without bf16 instructions (simulated: no avx512_bf16/amx_bf16 flag): the default trains in float32, forcing bf16 warns"
+    if small_dls.device.type == 'cuda': pytest.skip('the CPU precision choice; CUDA picks bf16/fp16 itself')
+    import fer_fastai.learner as fl
+    with monkeypatch.context() as m:  # the detection itself reads /proc/cpuinfo's flags
+        m.setattr(fl.Path, 'read_text', lambda self, *a, **k: 'flags\t\t: fpu sse sse2 avx2 avx512f avx512_bf16\n')
+        assert fl.cpu_bf16_supported() == torch.backends.mkldnn.is_available()
+        m.setattr(fl.Path, 'read_text', lambda self, *a, **k: 'flags\t\t: fpu sse sse2 avx2 avx512f\n')
+        assert not fl.cpu_bf16_supported()
+    monkeypatch.setattr(fl, 'cpu_bf16_supported', lambda: False)
+    learn = fer_learner(small_dls, 'fer_vgg_s', pretrained=False)
+    assert _precision_cbs(learn) == [] and learn.fer['precision'] == 'float32'
+    seen = _fit_conv_dtypes(learn)
+    assert seen == {(True, torch.float32), (False, torch.float32)}, seen
+    with pytest.warns(UserWarning, match='without bf16 instructions'):
+        forced = fer_learner(small_dls, 'fer_vgg_s', pretrained=False, mixed_precision=True)
+    assert forced.fer['precision'] == 'bf16'
 
 def test_failed_batch_leaves_no_cpu_autocast_on(small_dls, tmp_path):
     "A batch that raises between the forward pass and the loss (autocast entered, not left) must not leave bf16 on for what follows"
