@@ -289,12 +289,14 @@ class DistillCallback(Callback):
             raise ValueError('soft targets must be an (n_faces, n_classes) tensor of probabilities, rows summing to 1 (see teacher_probs)')
         self.alpha, self.T, self.soft = alpha, T, soft
         self.targets = (soft.clamp_min(1e-8).log() / T).softmax(-1)  # the teachers' probabilities at temperature T
+        self.labels = None  # the training faces' labels: set by distill, or read at the first fit
     def before_fit(self):
         ds = self.dls.train_ds
         if len(ds) != len(self.soft) or self.soft.shape[1] != len(self.dls.vocab):
             raise FERModelError(f'{tuple(self.soft.shape)} soft targets for {len(ds)} training faces and {len(self.dls.vocab)} emotions: '
                                 'compute them with teacher_probs on learn.dls.train.items (or use distill).')
-        self.labels = torch.tensor([int(ds.tls[-1][i]) for i in range(len(ds))])  # labels only: images are not decoded
+        if self.labels is None or len(self.labels) != len(ds):  # once, not again for each fit (lr_find, frozen, unfrozen)
+            self.labels = torch.tensor([int(ds.tls[-1][i]) for i in range(len(ds))])  # labels only: images are not decoded
         self.batch_targets = None
     def before_batch(self):
         self.batch_targets = None
@@ -323,8 +325,8 @@ def distill(learn, teachers, alpha:float=0.9, T:float=4., flip:bool=True, bs:int
     t0 = time.time()
     soft = teacher_probs(teachers, items, flip=flip, bs=bs)
     cb = DistillCallback(soft, alpha, T)
-    labels = torch.tensor([vocab.index(l) for l in items.label])
-    cb.agreement = float((soft.argmax(1) == labels).float().mean())
+    cb.labels = torch.tensor([vocab.index(l) for l in items.label])
+    cb.agreement = float((soft.argmax(1) == cb.labels).float().mean())
     print(f"  done in {time.time() - t0:.0f}s; the teachers agree with {cb.agreement:.1%} of the training labels; alpha {alpha}, T {T}")
     learn.add_cb(cb)
     learn.fer = dict(getattr(learn, 'fer', {}), distill=dict(n_teachers=len(teachers), alpha=alpha, T=T, flip=flip, agreement=cb.agreement))
