@@ -7,7 +7,7 @@ from __future__ import annotations
 import math, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
-from fastcore.basics import ifnone
+from fastcore.basics import ifnone, listify
 from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.learner import Learner
@@ -263,7 +263,7 @@ def ensemble_probs(learners, data='PrivateTest', flip:bool=False, crops:int=0, w
 
 def evaluate_ensemble(learners, data='PrivateTest', flip:bool=False, crops:int=0, weights=None, name=None) -> EvalReport:
     "An `EvalReport` of the probability average of `learners` (one learner: plain TTA) on `data`"
-    learners = list(learners) if isinstance(learners, (list, tuple)) else [learners]
+    learners = listify(learners)
     excluded = {}
     if isinstance(data, (pd.DataFrame, str)) and not (isinstance(data, str) and data == 'valid'):
         data, n, excluded = _as_items(learners[0], data)
@@ -314,7 +314,7 @@ class DistillCallback(Callback):
 
 def distill(learn, teachers, alpha:float=0.9, T:float=4., flip:bool=True, bs:int=256) -> Learner:
     "Add a `DistillCallback` to `learn` holding the soft targets of `teachers` (learners) on its training faces; returns `learn`"
-    teachers = list(teachers) if isinstance(teachers, (list, tuple)) else [teachers]
+    teachers = listify(teachers)
     if not teachers: raise ValueError('distill needs at least one teacher.')
     vocab = list(learn.dls.vocab)
     for t in teachers:
