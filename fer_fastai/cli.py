@@ -86,7 +86,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
         if val not in ok: raise FERModelError(f'{name} must be one of {", ".join(ok)}, not {val!r}')
     if not 0 <= erasing <= 1: raise FERModelError(f'--erasing is a probability per face, between 0 and 1, not {erasing}')
     teachers = listify(teacher)
-    teacher_metas = _run_metas(teachers, '--teacher ')
+    _run_metas(teachers, '--teacher ')  # a folder without model.json is refused before the data is read
     if teachers and not (0 < distill_alpha <= 1 and distill_t > 0):
         raise FERModelError(f'--distill_alpha must be in (0, 1] and --distill_t positive, not {distill_alpha} and {distill_t}')
     if quick:
@@ -109,7 +109,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     learn = fer_learner(dls, arch, pretrained=pretrained, weights=weights, native=native_, head=head, class_weights=cw,
                         label_smoothing=label_smoothing, opt=opt, mixed_precision={'auto': 'auto', 'bf16': True, 'float32': False}[precision])
     if teachers:
-        distill(learn, [_run_learner(m, meta, loaded, 256, device) for m, meta in zip(teachers, teacher_metas)], alpha=distill_alpha, T=distill_t)
+        distill(learn, [_run_learner(m, loaded, 256, device) for m in teachers], alpha=distill_alpha, T=distill_t)
     stem = 'made for 48 px' if learn.fer['arch'] in FER_ARCHS else 'native 48 px stem' if learn.fer['native'] else 'ImageNet stem'
     print(f"Model: {learn.fer['arch']} ({stem}), "
           f"{'ImageNet-pretrained' if pretrained else 'weights from ' + weights if weights else 'random init'}, "
@@ -133,16 +133,9 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     return table
 
 # %% ../nbs/10_cli.ipynb #f2fa66cb
-def _run_learner(model, meta, items, bs, device):
-    "The learner of run folder `model` (its `meta` read from model.json), with dataloaders of `items` carrying only its preprocessing"
-    known = items[items.label.isin(meta['vocab'])]  # build them on the items the model knows
-    kw = dict(size=meta['size'], n_channels=meta['n_channels'], stats=(meta['mean'], meta['std']) if meta.get('mean') else None,
-              normalize=meta.get('normalize'), vocab=meta['vocab'], aug=None, bs=bs, check=False, verbose=False, device=device)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        try: dls = fer_dataloaders(known, **kw)
-        except FERDataError: dls = fer_dataloaders(known, splitter='holdout', **kw)
-    return load_fer_learner(model, dls)
+def _run_learner(model, items, bs, device):
+    "The learner of run folder `model` on dataloaders of `items` that carry only its preprocessing (faces of emotions it does not know: counted where evaluated)"
+    return load_fer_learner(model, data=items, bs=bs, device=device, verbose=False)
 
 @call_parse
 def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; several: their ensemble (probabilities averaged)', str, nargs='+')=None,
@@ -167,7 +160,7 @@ def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; sever
     if not len(sel): raise FERDataError(f'No items of split {split!r} in {data or fer_data_path()}; its splits are {sorted(set(items.split.dropna().astype(str)))}.')
     n_ch = metas[0]['n_channels']
     items = load_items(items, n_ch)  # decoded once for every model (each converts to its own mode)
-    learners = [_run_learner(m, meta, items, bs, device) for m, meta in zip(models, metas)]
+    learners = [_run_learner(m, items, bs, device) for m in models]
     sel = load_items(sel, n_ch)
     name = split + ('_tta' if tta else '')
     if len(models) == 1 and not tta:  # faces of emotions the model does not know are counted, not dropped

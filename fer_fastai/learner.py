@@ -18,11 +18,12 @@ from fastai.torch_core import to_float
 import fastai.callback.channelslast, fastai.callback.fp16  # they add Learner.to_channelslast / to_bf16 / to_fp16 (used on CUDA)
 from fastai.vision.learner import create_body, create_head, model_meta, num_features_model, default_split
 from .core import *
+from .data import fer_dataloaders, read_fer_items
 
 # %% auto #0
 __all__ = ['ARCHS', 'FER_ARCHS', 'HEADS', 'META_KEYS', 'FERModelError', 'fer_vgg', 'pretrained_weights_file', 'register_head',
            'create_fer_model', 'cpu_bf16_supported', 'CPUMixedPrecision', 'fer_learner', 'partial_sgd', 'save_model',
-           'load_model', 'load_fer_learner']
+           'read_run', 'load_model', 'run_dataloaders', 'load_fer_learner']
 
 # %% ../nbs/02_learner.ipynb #197081b7
 ARCHS = {n: getattr(torchvision.models, n) for n in
@@ -292,21 +293,42 @@ def save_model(learn, path, **extra) -> Path:
 def _version():
     import fer_fastai; return getattr(fer_fastai, '__version__', None)
 
+def read_run(path) -> dict:
+    "The metadata (`model.json`) of run folder `path`, written by `save_model` / `fer_fastai train`"
+    f = Path(path)/'model.json'
+    if not f.is_file(): raise FERModelError(f'{str(path)!r} has no model.json: is it a run folder written by save_model / `fer_fastai train`?')
+    return json.loads(f.read_text())
+
 def load_model(path, device=None):
     "`(model, meta)` from a folder written by `save_model`: the model in eval mode on `device`"
     path = Path(path)
-    if not (path/'model.json').is_file(): raise FERModelError(f'{str(path)!r} has no model.json: is it a run folder written by save_model / `fer_fastai train`?')
-    meta = json.loads((path/'model.json').read_text())
+    meta = read_run(path)
     sd, _ = _load_state(path/'model.pth')
     model = create_fer_model(meta['arch'], len(meta['vocab']), meta['n_in'], pretrained=False, native=meta['native'], head=meta['head'], ps=meta['ps'])
     _match_report(model, sd, f"the {meta['arch']} model described by model.json")
     return model.to(default_device(device)).eval(), meta
 
-def load_fer_learner(path, dls, **kwargs) -> Learner:
-    "A `Learner` on `dls` with the saved model of run folder `path` (its emotions must be `dls`'s)"
-    meta = json.loads((Path(path)/'model.json').read_text()) if (Path(path)/'model.json').is_file() else None
-    if meta is None: raise FERModelError(f'{str(path)!r} has no model.json.')
+def run_dataloaders(path, data=None, bs:int=64, device=None, verbose:bool=True):
+    "`DataLoaders` of `data` (default: FER2013) prepared as run folder `path`'s model expects: its size, channels, normalisation and emotions; no augmentation"
+    meta = read_run(path)
+    items = read_fer_items(data)
+    known = items.label.isin(meta['vocab'])
+    if not known.any(): raise FERDataError(f"None of the emotions in this data ({sorted(set(items.label.dropna()))}) are known to the model ({meta['vocab']}).")
+    if verbose and not known.all():
+        print(f"Left out {int((~known).sum())} faces whose emotion the model does not know: {items.label[~known].value_counts(dropna=False).to_dict()}")
+    kw = dict(size=meta['size'], n_channels=meta['n_channels'], stats=(meta['mean'], meta['std']) if meta.get('mean') else None,
+              normalize=meta.get('normalize'), vocab=meta['vocab'], aug=None, bs=bs, check=False, verbose=False, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # these dataloaders carry the model's preprocessing: warnings about their train/valid split do not apply
+        try: return fer_dataloaders(items[known], **kw)
+        except FERDataError: return fer_dataloaders(items[known], splitter='holdout', **kw)  # data without the official splits
+
+def load_fer_learner(path, dls=None, data=None, bs:int=64, device=None, verbose:bool=True, **kwargs) -> Learner:
+    "A `Learner` with the saved model of run folder `path`, on `dls` (with the model's emotions) or else on `run_dataloaders(path, data)`"
+    meta = read_run(path)
+    if dls is None: dls = run_dataloaders(path, data, bs=bs, device=device, verbose=verbose)
     if list(meta['vocab']) != list(dls.vocab):
         raise FERModelError(f"The model knows {meta['vocab']} but the dataloaders have {list(dls.vocab)}. Build the dataloaders with "
-                            f"vocab={meta['vocab']}, or use fer_learner(dls, weights=...) to transfer the body to these emotions.")
+                            f"vocab={meta['vocab']} (or leave dls out: load_fer_learner(path) builds them), or use fer_learner(dls, weights=...) "
+                            f"to transfer the body to these emotions.")
     return fer_learner(dls, meta['arch'], weights=path, native=meta['native'], head=meta['head'], ps=meta['ps'], **kwargs)

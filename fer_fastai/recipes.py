@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import ifnone
 from .core import *
 from .data import read_fer_items, load_items, balanced_subset, fer_dataloaders, named_augmentation, kfold_splits, split_role, class_weights
-from .learner import fer_learner, save_model, load_fer_learner, pretrained_weights_file, FERModelError
+from .learner import fer_learner, save_model, load_fer_learner, read_run, pretrained_weights_file, FERModelError
 from .train import train_fer
 from .evaluate import evaluate, EvalReport
 from .models import scn_learner, load_body, evaluate_ensemble, SCNRelabel
@@ -296,13 +296,7 @@ def _run_dcnn_scn(r, items, pretrained, out, quick, extra):
 
 def _member_learner(m, items, quick, out, data):
     "A trained ensemble member: a run folder (loaded) or a recipe name (trained now, into out/members/NAME)"
-    if (Path(str(m))/'model.json').is_file():
-        meta = json.loads((Path(m)/'model.json').read_text())
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            dls = fer_dataloaders(items, size=meta['size'], stats=(meta['mean'], meta['std']), normalize=meta.get('normalize'), vocab=meta['vocab'],
-                                  aug=None, verbose=False, check=False)
-        return load_fer_learner(m, dls)
+    if (Path(str(m))/'model.json').is_file(): return load_fer_learner(m, data=items)  # its own size, channels and normalisation
     res = run_recipe(m, data=items, out=Path(out)/'members'/m, quick=quick, overwrite=True, _return_learner=True)
     return res['learner']
 
@@ -376,9 +370,7 @@ def append_results(res:dict, path='benchmarks/results.csv') -> pd.DataFrame:
 
 def cross_dataset_eval(run, data, split=None, bs:int=128, device=None) -> EvalReport:
     "Evaluate the model of run folder `run` on another labelled dataset `data` (labels mapped through the alias table); unknown emotions are reported"
-    meta_f = Path(run)/'model.json'
-    if not meta_f.is_file(): raise FERModelError(f'{str(run)!r} has no model.json: pass a run folder written by run_recipe or `fer_fastai train`.')
-    meta = json.loads(meta_f.read_text())
+    meta = read_run(run)
     items = read_fer_items(data)
     if split is not None:
         items = items[items.split.astype(str) == split].reset_index(drop=True)
@@ -387,12 +379,7 @@ def cross_dataset_eval(run, data, split=None, bs:int=128, device=None) -> EvalRe
     if not len(known): raise FERDataError(f"None of the emotions of {data!r} ({sorted(set(items.label))}) are known to the model ({meta['vocab']}).")
     # the dataloaders only carry the model's preprocessing: every known face goes to the evaluation below
     k = known.assign(split='Training'); k.loc[0, 'split'] = 'PublicTest'
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        dls = fer_dataloaders(k, size=meta['size'], n_channels=meta['n_channels'], stats=(meta['mean'], meta['std']) if meta.get('mean') else None,
-                              normalize=meta.get('normalize'), vocab=meta['vocab'], aug=None, bs=max(1, min(bs, len(k) - 1)),
-                              check=False, verbose=False, device=device)
-        learn = load_fer_learner(run, dls)
+    learn = load_fer_learner(run, data=k, bs=max(1, min(bs, len(k) - 1)), device=device, verbose=False)
     rep = evaluate(learn, items.assign(split=items.split.fillna('data')), bs=bs)
     rep.name = f'{Path(str(data)).name}' + (f' {split}' if split else '')
     return rep

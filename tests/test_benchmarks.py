@@ -51,3 +51,21 @@ def test_gpu_session_rows_match_its_results():
     csv = pd.read_csv(ROOT/'benchmarks'/'results.csv')
     mine = csv[csv.notes.astype(str).str.contains('h200_run1', regex=False)]
     assert set(pd.to_numeric(mine.private_test_acc).round(4)) == set(got.private_test_acc.round(4))  # k-fold rows hold "m ± s" strings
+
+def test_tta_views_settings_are_predict_tta(fer_items, tmp_path):
+    "Each '--crops N' row of benchmarks/tta_views.py averages the views that predict_tta(flip=True, crops=N) averages"
+    import torch
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    from tta_views import view_probs, settings
+    from fer_fastai.data import fer_dataloaders
+    from fer_fastai.learner import fer_learner, save_model, load_fer_learner
+    from fer_fastai.models import predict_tta
+    dls = fer_dataloaders(fer_items, max_per_class=20, bs=32, seed=0, verbose=False)
+    save_model(fer_learner(dls, 'fer_vgg_s', pretrained=False), tmp_path/'run')
+    learn = load_fer_learner(tmp_path/'run', data=dls.items)
+    faces = dls.test_items.groupby('label').head(5)
+    P, Y = view_probs(learn, faces)
+    assert P.shape == (len(faces), 18, 7) and torch.equal(Y, torch.tensor([list(dls.vocab).index(l) for l in faces.label]))
+    for n in (0, 2, 4, 8):
+        want, _ = predict_tta(learn, learn.dls.test_dl(faces, with_labels=True), flip=True, crops=n)
+        assert torch.allclose(P[:, settings()[f'mirror + {n} crops (--crops {n})' if n else 'mirror (--crops 0)']].mean(1), want, atol=1e-5)

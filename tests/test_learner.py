@@ -60,6 +60,26 @@ def test_vocab_mismatch_and_reload_identical(small_dls, tmp_path):
     assert torch.allclose(p3, p1[:p3.shape[0]], atol=1e-5)
     three = fer_dataloaders(small_dls.items[small_dls.items.label.isin(['happy', 'sad', 'angry'])], bs=16, verbose=False)
     with pytest.raises(FERModelError, match='The model knows'): load_fer_learner(tmp_path/'run', three)
+    rebuilt = load_fer_learner(tmp_path/'run', data=small_dls.items)  # no dls: built from model.json
+    assert list(rebuilt.dls.vocab) == list(small_dls.vocab) and rebuilt.dls.fer['mean'] == small_dls.fer['mean']
+    p4, _ = rebuilt.get_preds(dl=rebuilt.dls.test_dl(small_dls.test_items.iloc[:64], with_labels=True))
+    assert torch.allclose(p4, p1, atol=1e-6)
+
+def test_rgb_run_reloads_with_its_own_preprocessing(fer_items, tmp_path, capsys):
+    "A 3-channel 64 px run comes back as one, and faces of emotions it does not know are counted"
+    dls = fer_dataloaders(fer_items[fer_items.label.isin(['angry', 'happy', 'sad'])], max_per_class=20, size=64, n_channels=3,
+                          normalize='imagenet', bs=16, seed=0, verbose=False)
+    learn = fer_learner(dls, 'resnet18', pretrained=False)
+    save_model(learn, tmp_path/'rgb')
+    some = fer_items[fer_items.split != 'PrivateTest'].groupby(['split', 'label']).head(10)  # 7 emotions x 10 faces, Training and PublicTest
+    re = load_fer_learner(tmp_path/'rgb', data=some, bs=16)
+    assert 'Left out 80 faces whose emotion the model does not know' in capsys.readouterr().out
+    assert re.dls.fer['n_channels'] == 3 and re.dls.fer['size'] == 64 and re.dls.fer['mean'] == dls.fer['mean']
+    assert list(re.dls.vocab) == ['angry', 'happy', 'sad'] and len(re.dls.items) == 60
+    xb = re.dls.test_dl(dls.test_items.iloc[:8]).one_batch()[0]
+    assert xb.shape[1:] == (3, 64, 64)
+    learn.model.eval(); re.model.eval()
+    with torch.no_grad(): assert torch.allclose(learn.model(xb), re.model(xb), atol=1e-5)
 
 def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
     "A short seeded CPU run on a FER2013 subset is clearly above chance on a PrivateTest subset"
