@@ -12,7 +12,7 @@ import argparse, json, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from fer_fastai.data import read_fer_items, load_items
-from fer_fastai.learner import load_fer_learner
+from fer_fastai.learner import load_fer_learner, read_run
 from fer_fastai.models import _shift, _shifts
 
 def view_probs(learn, items, bs=256):
@@ -41,8 +41,8 @@ if __name__ == '__main__':
     ap.add_argument('--splits', nargs='+', default=['PublicTest', 'PrivateTest'])
     a = ap.parse_args()
     t0 = time.time()
-    learn = load_fer_learner(a.run, data=a.data, bs=256)
-    items = load_items(read_fer_items(a.data), learn.dls.fer['n_channels'])
+    items = load_items(read_fer_items(a.data), read_run(a.run)['n_channels'])  # decoded once: for the dataloaders and the splits
+    learn = load_fer_learner(a.run, data=items, bs=256)
     acc = {}
     for split in a.splits:
         t = time.time()

@@ -109,7 +109,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     learn = fer_learner(dls, arch, pretrained=pretrained, weights=weights, native=native_, head=head, class_weights=cw,
                         label_smoothing=label_smoothing, opt=opt, mixed_precision={'auto': 'auto', 'bf16': True, 'float32': False}[precision])
     if teachers:
-        distill(learn, [_run_learner(m, loaded, 256, device) for m in teachers], alpha=distill_alpha, T=distill_t)
+        distill(learn, [load_fer_learner(m, data=loaded, bs=256, device=device, verbose=False) for m in teachers], alpha=distill_alpha, T=distill_t)
     stem = 'made for 48 px' if learn.fer['arch'] in FER_ARCHS else 'native 48 px stem' if learn.fer['native'] else 'ImageNet stem'
     print(f"Model: {learn.fer['arch']} ({stem}), "
           f"{'ImageNet-pretrained' if pretrained else 'weights from ' + weights if weights else 'random init'}, "
@@ -133,10 +133,6 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     return table
 
 # %% ../nbs/10_cli.ipynb #f2fa66cb
-def _run_learner(model, items, bs, device):
-    "The learner of run folder `model` on dataloaders of `items` that carry only its preprocessing (faces of emotions it does not know: counted where evaluated)"
-    return load_fer_learner(model, data=items, bs=bs, device=device, verbose=False)
-
 @call_parse
 def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; several: their ensemble (probabilities averaged)', str, nargs='+')=None,
                  split:Param('split to evaluate: PrivateTest, PublicTest, valid, test...', str)='PrivateTest',
@@ -160,7 +156,8 @@ def evaluate_run(model:Param('run folder(s) written by `fer_fastai train`; sever
     if not len(sel): raise FERDataError(f'No items of split {split!r} in {data or fer_data_path()}; its splits are {sorted(set(items.split.dropna().astype(str)))}.')
     n_ch = metas[0]['n_channels']
     items = load_items(items, n_ch)  # decoded once for every model (each converts to its own mode)
-    learners = [_run_learner(m, items, bs, device) for m in models]
+    # each run's dataloaders carry its own preprocessing; faces of emotions it does not know are counted below, where evaluated
+    learners = [load_fer_learner(m, data=items, bs=bs, device=device, verbose=False) for m in models]
     sel = load_items(sel, n_ch)
     name = split + ('_tta' if tta else '')
     if len(models) == 1 and not tta:  # faces of emotions the model does not know are counted, not dropped

@@ -72,14 +72,14 @@ def test_rgb_run_reloads_with_its_own_preprocessing(fer_items, tmp_path, capsys)
     learn = fer_learner(dls, 'resnet18', pretrained=False)
     save_model(learn, tmp_path/'rgb')
     some = fer_items[fer_items.split != 'PrivateTest'].groupby(['split', 'label']).head(10)  # 7 emotions x 10 faces, Training and PublicTest
-    re = load_fer_learner(tmp_path/'rgb', data=some, bs=16)
+    back = load_fer_learner(tmp_path/'rgb', data=some, bs=16)
     assert 'Left out 80 faces whose emotion the model does not know' in capsys.readouterr().out
-    assert re.dls.fer['n_channels'] == 3 and re.dls.fer['size'] == 64 and re.dls.fer['mean'] == dls.fer['mean']
-    assert list(re.dls.vocab) == ['angry', 'happy', 'sad'] and len(re.dls.items) == 60
-    xb = re.dls.test_dl(dls.test_items.iloc[:8]).one_batch()[0]
+    assert back.dls.fer['n_channels'] == 3 and back.dls.fer['size'] == 64 and back.dls.fer['mean'] == dls.fer['mean']
+    assert list(back.dls.vocab) == ['angry', 'happy', 'sad'] and len(back.dls.items) == 60
+    xb = back.dls.test_dl(dls.test_items.iloc[:8]).one_batch()[0]
     assert xb.shape[1:] == (3, 64, 64)
-    learn.model.eval(); re.model.eval()
-    with torch.no_grad(): assert torch.allclose(learn.model(xb), re.model(xb), atol=1e-5)
+    learn.model.eval(); back.model.eval()
+    with torch.no_grad(): assert torch.allclose(learn.model(xb), back.model(xb), atol=1e-5)
 
 def test_short_training_beats_chance_and_runs_stages_in_order(fer_items):
     "A short seeded CPU run on a FER2013 subset is clearly above chance on a PrivateTest subset"
