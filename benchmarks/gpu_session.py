@@ -6,7 +6,8 @@ writes its numbers to `OUT/results.json` as soon as it has them, so a run stoppe
     python benchmarks/gpu_session.py --data /tmp/fer2013 --out $OUT --deadline 540
     python benchmarks/gpu_session.py --quick --out /tmp/gpu_quick      # the same steps on a small subset, any device
 
-Phases: (1) environment; (2) CUDA checks: bf16 mixed precision and channels_last set by `fer_learner`, the CUDA
+Phases: (1) environment; (2) CUDA checks: bf16 mixed precision and channels_last set by `fer_learner` (ResNet-18 and
+`fer_vgg_m`, one training batch each), the CUDA
 out-of-memory message of `train_fer` (made real by capping the process's GPU memory), a timm architecture;
 (3) models trained with the library recipe (`fer_dataloaders` -> `fer_learner` -> lr_find -> `train_fer`), the epochs
 chosen from the lr_find speed so that each fits its share of the time left; each evaluated on PublicTest and
@@ -108,19 +109,20 @@ def _():
     from fastai.callback.fp16 import MixedPrecision
     out = {}
     R['amp'] = False  # stays False if the bf16/channels_last batch below fails: training then runs in fp32
-    learn = fer_learner(DLS['main'], 'resnet18', pretrained=False, label_smoothing=0.1)
-    mp = [c for c in learn.cbs if isinstance(c, MixedPrecision)]
-    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
-    out['mixed_precision'] = str(getattr(mp[0], 'amp_mode', mp[0]) if mp else None)
-    out['channels_last_weights'] = bool(conv.weight.is_contiguous(memory_format=torch.channels_last))
-    out['model_device'] = str(conv.weight.device)
-    # one training batch: what dtype does the forward run in?
-    xb, yb = DLS['main'].one_batch()
-    seen = {}
-    h = conv.register_forward_hook(lambda m, i, o: seen.update(out_dtype=str(o.dtype), in_channels_last=bool(i[0].is_contiguous(memory_format=torch.channels_last))))
-    learn.fit(1, 1e-3, cbs=[_OneBatch()])
-    h.remove(); out.update(seen); R['amp'] = True
-    del learn; torch.cuda.empty_cache()
+    for arch in ('resnet18', 'fer_vgg_m'):  # a torchvision body and this library's own VGG
+        learn = fer_learner(DLS['main'], arch, pretrained=False, label_smoothing=0.1)
+        mp = [c for c in learn.cbs if isinstance(c, MixedPrecision)]
+        conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+        o = out[arch] = {}
+        o['mixed_precision'] = str(getattr(mp[0], 'amp_mode', mp[0]) if mp else None)
+        o['channels_last_weights'] = bool(conv.weight.is_contiguous(memory_format=torch.channels_last))
+        o['model_device'] = str(conv.weight.device)
+        # one training batch: what dtype does the forward run in?
+        h = conv.register_forward_hook(lambda m, i, x: o.update(out_dtype=str(x.dtype), in_channels_last=bool(i[0].is_contiguous(memory_format=torch.channels_last))))
+        ob = _OneBatch(); learn.fit(1, 1e-3, cbs=[ob])
+        h.remove(); o['loss'] = round(ob.seen_loss, 3)
+        del learn; torch.cuda.empty_cache()
+    R['amp'] = True
     # CUDA out of memory -> FERTrainingError telling to lower the batch size (memory capped to make it real)
     total = torch.cuda.get_device_properties(0).total_memory
     dls_big = make_dls(4096, max_per_class=1000)

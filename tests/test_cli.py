@@ -75,6 +75,9 @@ def test_train_distilled_from_a_run(trained_run, tmp_path):
     tr = json.loads((tmp_path/'student'/'model.json').read_text())['training']
     assert tr['teachers'] == [str(teacher)] and tr['distill']['alpha'] == 0.7 and tr['distill']['T'] == 4.
     assert 0 <= tr['distill']['agreement'] <= 1
+    # the soft targets are computed in bfloat16 exactly where the CPU computes it natively (bf16='auto')
+    from fer_fastai.learner import cpu_bf16_supported
+    assert tr['distill']['bf16'] == cpu_bf16_supported() == ('with flip TTA, bfloat16...' in r.stdout)
     # benchmarks/add_train_run.py labels the row as distilled and names the teachers
     r = subprocess.run([sys.executable, Path(__file__).parents[1]/'benchmarks'/'add_train_run.py', tmp_path/'student', '--results', tmp_path/'r.csv'],
                        capture_output=True, text=True)
