@@ -4,6 +4,8 @@ average test-set probabilities across runs (device runs' `probs.npz` and local r
     python benchmarks/add_gpu_session.py rows benchmarks/gpu/h200_run1 --note "..."
     python benchmarks/add_gpu_session.py ensemble benchmarks/gpu/h200_run1/probs.npz:resnet18_gpu \\
         benchmarks/gpu/h200_run1/probs.npz:vgg16_bn_gpu runs/fer2013_resnet18_e16 --tta --name r18+vgg+cpu_e16
+    python benchmarks/add_gpu_session.py probs runs/NAME1 runs/NAME2 --out runs/probs.npz   # predicted once, then
+    python benchmarks/add_gpu_session.py ensemble runs/probs.npz:NAME1 runs/probs.npz:NAME2 --tta  # ensembles in seconds
 
 Every number comes from the session's results.json or is computed here from saved probabilities; nothing is typed in.
 """
@@ -68,6 +70,17 @@ def _local_learner(run):
     dls = fer_dataloaders(bs=256, check=False, verbose=False, vocab=meta['vocab'], stats=(meta['mean'], meta['std']))
     return load_fer_learner(run, dls)
 
+def save_probs(runs, out):
+    "PublicTest / PrivateTest probabilities of local run folders, plain and with flip + 2-crop TTA, in a gpu_session probs.npz layout"
+    arrays = dict(np.load(out)) if Path(out).is_file() else {}
+    for run in runs:
+        for split in ('PublicTest', 'PrivateTest'):
+            for tta in (False, True):
+                p, t = _probs(run, split, tta)
+                arrays[f"{Path(run).name}__{split}{'__tta' if tta else ''}"], arrays[f'targets__{split}'] = p.astype(np.float32), t
+        np.savez_compressed(out, **arrays)  # after each run: an interrupted job keeps what it computed
+        print(f'{run}: saved to {out}', flush=True)
+
 def ensemble(sources, tta=False, name=None):
     res = {}
     for split in ('PublicTest', 'PrivateTest'):
@@ -85,14 +98,18 @@ def ensemble(sources, tta=False, name=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('what', choices=['rows', 'ensemble'])
-    p.add_argument('sources', nargs='+', help='rows: a gpu_session output folder; ensemble: members (file.npz:model or run folder)')
+    p.add_argument('what', choices=['rows', 'ensemble', 'probs'])
+    p.add_argument('sources', nargs='+', help='rows: a gpu_session output folder; ensemble: members (file.npz:model or run folder); probs: run folders')
+    p.add_argument('--out', default=None, help='probs: the .npz file to write (members already in it are kept)')
     p.add_argument('--note', default='')
     p.add_argument('--tta', action='store_true')
     p.add_argument('--name', default=None)
     p.add_argument('--dry-run', action='store_true', help='print the rows, do not append them')
     p.add_argument('--results', default=str(Path(__file__).parent/'results.csv'))
     a = p.parse_args(argv)
+    if a.what == 'probs':
+        if not a.out: p.error('probs needs --out FILE.npz')
+        return save_probs(a.sources, a.out)
     out = rows(a.sources[0], a.note) if a.what == 'rows' else ensemble(a.sources, a.tta, a.name)
     if a.dry_run: print(pd.DataFrame(out, columns=RESULT_COLUMNS).to_string(index=False))
     else: _append(out, a.results)

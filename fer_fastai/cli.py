@@ -78,6 +78,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     if recipe is not None:
         from fer_fastai.recipes import run_recipe
         return run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite)
+    from fer_fastai.recipes import hardware  # the GPU's name or the CPU's core count, for the run record
     t0 = time.time()
     _arch(arch)  # fail fast on a typo, before reading the data
     if pretrained and arch in FER_ARCHS: raise _no_imagenet(arch)
@@ -122,7 +123,7 @@ def train(data:str=None, # dataset: FER2013 folder or CSV, or a labelled image f
     training = dict(epochs=epochs, freeze_epochs=freeze_epochs, bs=bs, quick=quick, max_per_class=max_per_class, lrs=run.lrs,
                     stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
                     class_weights=class_weights, label_smoothing=label_smoothing, aug=aug, erasing=erasing, opt=opt, schedule=schedule, seed=seed, pretrained=pretrained, weights=weights, precision=learn.fer['precision'],
-                    torch_threads=torch.get_num_threads(), total_time_s=time.time() - t0,
+                    torch_threads=torch.get_num_threads(), hardware=hardware(), total_time_s=time.time() - t0,
                     teachers=[str(m) for m in teachers] or None, distill=learn.fer.get('distill'))
     save_model(learn, out, metrics=table.to_dict(orient='index'), training=training)
     shutil.rmtree(out/'models', ignore_errors=True)  # the best checkpoint is model.pth now

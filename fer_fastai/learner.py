@@ -245,6 +245,9 @@ def fer_learner(dls, arch='resnet34', pretrained:bool=True, weights=None, native
     if opt not in ('adam', 'sgd'): raise FERModelError(f"opt must be 'adam' or 'sgd', not {opt!r}")
     opt_func = Adam if opt == 'adam' else partial_sgd
     metrics = ifnone(metrics, [accuracy, F1Score(average='macro'), BalancedAccuracy()])
+    # the model lives where the data goes (fastai moves it only when fitting): a learner loaded for prediction,
+    # TTA or distillation on a GPU machine otherwise predicts on the CPU
+    if getattr(dls, 'device', None) is not None: model = model.to(dls.device)
     learn = Learner(dls, model, loss_func=loss, opt_func=opt_func, metrics=metrics, splitter=_splitter(name), path=path, **kwargs)
     learn.fer = dict(fer, arch=name, native=native, n_in=n_in, head=head, ps=ps, pretrained=pretrained,
                      weights=None if weights is None else str(weights), tensors_loaded=loaded, vocab=vocab,

@@ -221,8 +221,8 @@ def _shift(x, dy, dx):
 def predict_tta(learn, dl=None, flip:bool=True, crops:int=0, crop_px:int=None, progress:bool=False, bf16:bool=False):
     "`(probs, targets)` of `learn` on `dl` averaged over the plain view, its horizontal flip and `crops` shifted crops (`bf16`: bfloat16 autocast)"
     dl = ifnone(dl, learn.dls.valid)
-    model = learn.model.eval()
-    dev = next(model.parameters()).device
+    dev = getattr(dl, 'device', None) or next(learn.model.parameters()).device
+    model = learn.model.to(dev).eval()  # on the data's device, where fastai's fit puts it
     probs, targs = [], []
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for xb, *yb in (progress_bar(dl, leave=False) if progress else dl):
@@ -274,7 +274,7 @@ def evaluate_ensemble(learners, data='PrivateTest', flip:bool=False, crops:int=0
 # %% ../nbs/09_models.ipynb #1d34c3c6
 def _bf16_fast(learn) -> bool:
     "Whether `learn`'s device computes bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX"
-    dev = next(learn.model.parameters()).device
+    dev = getattr(learn.dls, 'device', None) or next(learn.model.parameters()).device  # where predict_tta runs it
     return torch.cuda.is_bf16_supported() if dev.type == 'cuda' else cpu_bf16_supported()
 
 def teacher_probs(teachers, items, flip:bool=True, bs:int=256, bf16='auto') -> torch.Tensor:

@@ -69,3 +69,20 @@ def test_tta_views_settings_are_predict_tta(fer_items, tmp_path):
     for n in (0, 2, 4, 8):
         want, _ = predict_tta(learn, learn.dls.test_dl(faces, with_labels=True), flip=True, crops=n)
         assert torch.allclose(P[:, settings()[f'mirror + {n} crops (--crops {n})' if n else 'mirror (--crops 0)']].mean(1), want, atol=1e-5)
+
+def test_h100_cli_rows_match_their_run_records():
+    "The results.csv rows of the H100 `fer_fastai train` runs are the numbers in the model.json files those runs wrote"
+    csv = pd.read_csv(ROOT/'benchmarks'/'results.csv')
+    n = 0
+    for session in ('h100_run3', 'h100_run4'):
+        for f in sorted((ROOT/'benchmarks'/'gpu'/session).glob('model_fer_vgg_m_er_s*.json')):
+            m = json.loads(f.read_text()); t = m['training']
+            row = csv[csv.notes.astype(str).str.contains(f"--seed {t['seed']} --out runs/h100_fer_vgg_m_er_s{t['seed']} (benchmarks/gpu_cli_session.py, {session};", regex=False)]
+            assert len(row) == 1, f.name
+            row = row.iloc[0]
+            assert (t['device'], t['precision'], t['bs'], t['erasing']) == ('cuda', 'bf16', 64, 0.5)
+            assert int(row.epochs) == t['epochs'] and row.hardware.startswith('NVIDIA H100') and row.wall_time_s == round(t['total_time_s'], 1)
+            assert float(row.private_test_acc) == round(m['metrics']['PrivateTest']['accuracy'], 4)
+            assert float(row.public_test_acc) == round(m['metrics']['PublicTest']['accuracy'], 4)
+            n += 1
+    assert n == 8

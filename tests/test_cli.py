@@ -32,6 +32,8 @@ def test_train_writes_a_complete_run(trained_run):
     assert meta['training']['precision'] == ('bf16' if cpu_bf16_supported() else 'float32')
     assert f"{meta['training']['precision']} training" in r.stdout
     assert (meta['training']['aug'], meta['training']['erasing']) == ('heavy', 0.5)
+    from fer_fastai.recipes import hardware
+    assert meta['training']['hardware'] == hardware()  # the results table's hardware column reads it
 
 def test_evaluate_reproduces_the_training_metrics(trained_run):
     out, _ = trained_run
@@ -84,6 +86,15 @@ def test_train_distilled_from_a_run(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     row = (tmp_path/'r.csv').read_text().splitlines()[1]
     assert row.startswith('distilled (fer_fastai train --teacher),fer_vgg_s,') and f'distilled from {teacher} (alpha 0.7, T 4.0)' in row
+    from fer_fastai.recipes import hardware
+    import pandas as pd
+    assert pd.read_csv(tmp_path/'r.csv').hardware[0] == f'{hardware()}, device cpu'  # from the run's model.json
+    # a run made elsewhere whose model.json predates the hardware record: --hardware says what it trained on
+    meta_f = tmp_path/'student'/'model.json'; m = json.loads(meta_f.read_text()); del m['training']['hardware']; meta_f.write_text(json.dumps(m))
+    r = subprocess.run([sys.executable, Path(__file__).parents[1]/'benchmarks'/'add_train_run.py', tmp_path/'student', '--results', tmp_path/'r2.csv',
+                        '--hardware', 'NVIDIA H100 80GB HBM3'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert pd.read_csv(tmp_path/'r2.csv').hardware[0] == 'NVIDIA H100 80GB HBM3, device cpu'
 
 def test_errors_come_without_import_noise():
     "fastai's torch.jit.script FutureWarnings (torch 2.14) are silenced on import: an error is one line on stderr"
