@@ -9,7 +9,8 @@ Run it on an idle machine: it uses every torch thread.
 import argparse, json, platform, time, warnings
 from pathlib import Path
 import torch, torch.nn as nn
-from fer_fastai.learner import create_fer_model, cpu_bf16_supported
+from fer_fastai.archs import create_fer_model
+from fer_fastai.learner import cpu_bf16_supported
 
 def step_rate(model, bs, bf16, channels_last, steps):
     "Median faces/s of `steps` training steps after 2 warm-up steps"

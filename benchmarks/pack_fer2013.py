@@ -1,5 +1,5 @@
-"""Pack FER2013's image-folder layout into a few lossless WebP mosaics (and back), to carry the data to a
-machine that cannot read `../shared` (the lent GPU machine of this workplace). Pixels round-trip exactly.
+"""Pack FER2013's image-folder layout into a few lossless WebP mosaics (and back): 55 MiB to copy to a GPU machine
+that has no copy of the dataset, checksum-verified when unpacked. Pixels round-trip exactly.
 
     python benchmarks/pack_fer2013.py pack ../shared/data/fer2013 .devdata/fer2013_packed
     python benchmarks/pack_fer2013.py unpack .devdata/fer2013_packed /tmp/fer2013

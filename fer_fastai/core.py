@@ -6,11 +6,10 @@
 from __future__ import annotations
 import os, re
 from pathlib import Path
-import torch
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'UnknownEmotionError',
-           'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'fer_data_path', 'default_device']
+__all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'FERError', 'UnknownEmotionError',
+           'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError', 'fer_data_path', 'choose_device']
 
 # %% ../nbs/00_core.ipynb #fe4a49ee
 EMOTIONS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
@@ -29,7 +28,10 @@ EMOTION_ALIASES = {
     'contempt': 'contempt', 'co': 'contempt',
 }
 
-class UnknownEmotionError(ValueError):
+class FERError(Exception):
+    "Base class of the errors this library raises on purpose: the message says what was wrong and how to fix it"
+
+class UnknownEmotionError(FERError, ValueError):
     "A label that is not an emotion we know, nor an alias of one"
 
 def add_emotion_alias(alias:str, emotion:str):
@@ -54,8 +56,11 @@ def normalize_emotion(label) -> str:
 # %% ../nbs/00_core.ipynb #8e64d72f
 DATA_ENV_VAR = 'FER_FASTAI_DATA'
 
-class FERDataError(ValueError):
+class FERDataError(FERError, ValueError):
     "Something is wrong with the data a user gave us; the message says what and how to fix it"
+
+class FERModelError(FERError, ValueError):
+    "A model, weights or run-folder problem, explained"
 
 def _package_dir():
     try: return Path(__file__).resolve().parent
@@ -89,8 +94,10 @@ def fer_data_path(path=None) -> Path:
         "or pass the path explicitly.")
 
 # %% ../nbs/00_core.ipynb #36ae1027
-def default_device(device=None) -> torch.device:
-    "`device` if given, else CUDA when available, else Apple MPS, else CPU"
+def choose_device(device=None # a device or its name; None: the best one here
+                 ):
+    "`device` if given, else CUDA when available, else Apple MPS, else CPU (a `torch.device`)"
+    import torch  # here, not at import time: the command line starts without torch
     if device is not None: return torch.device(device)
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')

@@ -5,12 +5,14 @@
 # %% ../nbs/01_data.ipynb #aabcc6e6
 from __future__ import annotations
 import hashlib, math, os, re, warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image
-from fastcore.basics import ifnone
+from fastcore.basics import ifnone, store_attr
+from fastcore.parallel import parallel
 from fastprogress.fastprogress import progress_bar
+from sklearn.model_selection import StratifiedShuffleSplit, StratifiedKFold, StratifiedGroupKFold
+from sklearn.utils.class_weight import compute_class_weight
 from fastai.data.block import DataBlock, CategoryBlock
 from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.vision.data import ImageBlock
@@ -55,7 +57,9 @@ def _parse_pixels(s):
     if px.min() < 0 or px.max() > 255: return None, 'pixel values outside 0..255'
     return px.astype(np.uint8).reshape(FER2013_SIDE, FER2013_SIDE), None
 
-def read_fer2013_csv(path, on_bad:str='raise') -> pd.DataFrame:
+def read_fer2013_csv(path,              # the CSV file
+                     on_bad:str='raise', # 'raise' on the first bad row, or 'skip' bad rows (counted in `attrs['skipped']`)
+                    ) -> pd.DataFrame:
     "Items of a Kaggle `fer2013.csv` (`emotion,pixels,Usage`, or without `emotion`), pixels decoded in memory"
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad must be 'raise' or 'skip', not {on_bad!r}")
     path = Path(path)
@@ -104,7 +108,8 @@ def _split_from_name(name, default=None):
         if prefix in names[:1]: return prefix
     return default
 
-def read_fer2013_folder(path) -> pd.DataFrame:
+def read_fer2013_folder(path # the folder holding `train/` and `test/` (default: FER2013's place, see `fer_data_path`)
+                       ) -> pd.DataFrame:
     "Items of the FER2013 image-folder layout (`train/<emotion>/`, `test/<emotion>/`), split from the file names"
     path = fer_data_path(path)
     tops = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name.lower() in ('train', 'test', 'valid', 'val')]
@@ -126,7 +131,10 @@ def read_fer2013_folder(path) -> pd.DataFrame:
     return items
 
 # %% ../nbs/01_data.ipynb #7d4bffb6
-def read_image_folder(path, label_pattern:str=None, subject_pattern:str=None) -> pd.DataFrame:
+def read_image_folder(path,                   # the folder: one subfolder per class (optionally under train/, val/, test/)
+                      label_pattern:str=None,   # regex on the file name: group `label` (or the first group) is the label
+                      subject_pattern:str=None, # regex on the file name: group `subject` (or the first group) is the subject id
+                     ) -> pd.DataFrame:
     "Items of a labelled image folder: one subfolder per class, or the label from the file name by `label_pattern`"
     path = fer_data_path(path)
     if not path.is_dir(): raise FERDataError(f'{str(path)!r} is not a folder.')
@@ -159,7 +167,9 @@ def read_image_folder(path, label_pattern:str=None, subject_pattern:str=None) ->
     return _items(rows, skipped)
 
 # %% ../nbs/01_data.ipynb #3ff6c9af
-def read_fer_items(source=None, **kwargs) -> pd.DataFrame:
+def read_fer_items(source=None, # an items table, a CSV, a folder (default: FER2013)
+                   **kwargs,       # passed to the reader (`on_bad`, `label_pattern`, `subject_pattern`)
+                  ) -> pd.DataFrame:
     "Items from `source`: an items table, a FER2013 CSV, the FER2013 folder layout or a labelled image folder (default: FER2013)"
     if isinstance(source, pd.DataFrame):
         missing = set(ITEM_COLUMNS[:2]) - set(source.columns)
@@ -185,12 +195,16 @@ def _decode(src, mode):
             return np.asarray(im.convert(mode)), None
     except Exception as e: return None, f'unreadable image ({type(e).__name__}: {e})'
 
-def load_items(items:pd.DataFrame, n_channels:int=1, n_workers:int=2) -> pd.DataFrame:
+def load_items(items:pd.DataFrame, # an items table (see `read_fer_items`)
+               n_channels:int=1,   # 1: gray (`L`), 3: RGB
+               n_workers:int=2,    # decoding threads (0: in this thread)
+               progress:bool=True, # show a progress bar
+              ) -> pd.DataFrame:
     "Decode every item's image to a `uint8` array (gray for `n_channels=1`, RGB for 3); unreadable files are excluded and listed"
     mode = {1: 'L', 3: 'RGB'}[n_channels]
     srcs = items.image.tolist()
-    with ThreadPoolExecutor(n_workers) as ex:
-        res = list(progress_bar(ex.map(lambda s: _decode(s, mode), srcs), total=len(srcs), leave=False))
+    # threads, not processes: PIL releases the GIL while decoding, and the arrays need no pickling back
+    res = parallel(_decode, srcs, mode=mode, n_workers=n_workers, threadpool=True, progress=progress and len(srcs) > 0)
     ok = np.array([a is not None for a,_ in res], dtype=bool)
     out = items.copy()
     out['path'] = [s if isinstance(s, str) else None for s in srcs]
@@ -204,8 +218,7 @@ def load_items(items:pd.DataFrame, n_channels:int=1, n_workers:int=2) -> pd.Data
 # %% ../nbs/01_data.ipynb #381e460e
 class DatasetReport:
     "What `check_dataset` found: `counts`, `pixel_stats`, `duplicates`, `unreadable` and human-readable `warnings`"
-    def __init__(self, counts, pixel_stats, duplicates, unreadable, warnings): 
-        self.counts, self.pixel_stats, self.duplicates, self.unreadable, self.warnings = counts, pixel_stats, duplicates, unreadable, warnings
+    def __init__(self, counts, pixel_stats, duplicates, unreadable, warnings): store_attr()
     @property
     def ok(self): return not self.warnings
     def __repr__(self):
@@ -214,7 +227,8 @@ class DatasetReport:
                  f'unreadable files: {len(self.unreadable)}']
         lines += ['', 'Warnings:'] + [f'  - {w}' for w in self.warnings] if self.warnings else ['', 'No warnings.']
         return '\n'.join(lines)
-    def plot_counts(self, ax=None, figsize=(7, 3)):
+    def plot_counts(self, ax=None, # a matplotlib axis to draw on (default: a new figure)
+                    figsize=(7, 3)):
         "Bar chart of items per emotion, one bar per split"
         import matplotlib.pyplot as plt
         if ax is None: _, ax = plt.subplots(figsize=figsize)
@@ -229,7 +243,11 @@ def _pixel_stats(arrays):
     mean = (n * m).sum() / n.sum()
     return dict(mean=float(mean), std=float(np.sqrt((n * (v + m**2)).sum() / n.sum() - mean**2)))
 
-def check_dataset(items:pd.DataFrame, std_tolerance:float=0.1, mean_tolerance:float=10., imbalance_warn:float=10.) -> DatasetReport:
+def check_dataset(items:pd.DataFrame,       # items, decoded by `load_items` (decoded here if not)
+                  std_tolerance:float=0.1,   # warn when a split's pixel std differs from the others' median by more (relative)
+                  mean_tolerance:float=10.,  # warn when a split's pixel mean differs from the others' median by more (gray levels)
+                  imbalance_warn:float=10.,  # warn when a split's largest class has this many times the smallest's items
+                 ) -> DatasetReport:
     "Health report of decoded `items` (see `load_items`): counts, pixel statistics, duplicates, unreadable files"
     if len(items) and not isinstance(items.image.iloc[0], np.ndarray): items = load_items(items)
     warns = []
@@ -265,7 +283,11 @@ def check_dataset(items:pd.DataFrame, std_tolerance:float=0.1, mean_tolerance:fl
     return DatasetReport(counts, stats, dup, unreadable, warns)
 
 # %% ../nbs/01_data.ipynb #046d3837
-def show_faces(items:pd.DataFrame, n_per_class:int=6, vocab=None, seed:int=0, figsize=None):
+def show_faces(items:pd.DataFrame, # items (image arrays or paths)
+               n_per_class:int=6,  # faces per emotion (columns)
+               vocab=None,         # the emotions to show, in order (default: every emotion present)
+               seed:int=0,         # random seed of the faces drawn
+               figsize=None):
     "A grid of faces: one row per emotion"
     import matplotlib.pyplot as plt
     vocab = [v for v in ifnone(vocab, ALL_EMOTIONS) if (items.label == v).any()]
@@ -281,21 +303,30 @@ def show_faces(items:pd.DataFrame, n_per_class:int=6, vocab=None, seed:int=0, fi
     return fig
 
 # %% ../nbs/01_data.ipynb #0dbe58e7
-def split_role(split) -> str|None:
+def split_role(split # a split name: 'Training', 'PublicTest', 'val', ...
+              ) -> str|None:
     "The role ('train', 'valid' or 'test') of a dataset split name, or None"
     if split is None or (isinstance(split, float) and np.isnan(split)): return None
     for role, names in SPLIT_ROLES.items():
         if str(split).lower() in (n.lower() for n in names): return role
     return None
 
-def kfold_splits(items:pd.DataFrame, n_folds:int=5, seed:int=42, by_subject=None) -> list:
-    "Stratified (and, with subjects, grouped) k-fold: a list of `(train_idx, valid_idx)` over the items' positions"
-    from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold
-    y = items.label.astype(str).values
+def _subjects(items, by_subject):
+    "The subject ids to group by (or None), and whether to group"
     groups = items.subject.values if 'subject' in items else None
     if by_subject is None: by_subject = groups is not None and pd.notna(groups).all()
     if by_subject and (groups is None or not pd.notna(groups).all()):
         raise FERDataError('by_subject=True needs a subject id for every item (read_image_folder(..., subject_pattern=...)).')
+    return groups, by_subject
+
+def kfold_splits(items:pd.DataFrame, # the items to split (all of them go into the folds)
+                 n_folds:int=5,      # number of folds
+                 seed:int=42,        # random seed of the shuffle
+                 by_subject=None,    # group by `subject` so no subject is in two folds (default: when every item has one)
+                ) -> list:
+    "Stratified (and, with subjects, grouped) k-fold: a list of `(train_idx, valid_idx)` over the items' positions"
+    y = items.label.astype(str).values
+    groups, by_subject = _subjects(items, by_subject)
     min_count = pd.Series(y).value_counts().min()
     if min_count < n_folds and not by_subject:
         raise FERDataError(f'A class has only {min_count} item(s), fewer than n_folds={n_folds}: lower n_folds or add data.')
@@ -307,7 +338,33 @@ def kfold_splits(items:pd.DataFrame, n_folds:int=5, seed:int=42, by_subject=None
     kf = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     return [(tr, va) for tr, va in kf.split(np.zeros(len(y)), y)]
 
-def split_items(items:pd.DataFrame, splitter:str='official', valid_pct:float=0.2, n_folds:int=5, fold:int=0, seed:int=42, by_subject=None):
+def _holdout(items, valid_pct, seed, by_subject):
+    "A stratified hold-out of `valid_pct` of the items; with subjects, whole subjects, as near `valid_pct` as folds allow"
+    y = items.label.astype(str).values
+    groups, by_subject = _subjects(items, by_subject)
+    if not by_subject:
+        n_valid, n_classes = math.ceil(valid_pct * len(y)), len(set(y))
+        if min(n_valid, len(y) - n_valid) < n_classes:
+            raise FERDataError(f'valid_pct={valid_pct} of {len(y)} items leaves fewer items than the {n_classes} classes in a split: change valid_pct or add data.')
+        if pd.Series(y).value_counts().min() < 2: raise FERDataError('A class has only 1 item: a stratified hold-out needs at least 2 per class.')
+        return next(StratifiedShuffleSplit(1, test_size=valid_pct, random_state=seed).split(np.zeros(len(y)), y))
+    # sklearn has no stratified group shuffle split: take k of n stratified group folds, k/n nearest valid_pct
+    n_subj = len(set(groups))
+    n = min(n_subj, 20)
+    if n < 2: raise FERDataError(f'Only {n_subj} subject(s): a subject-grouped hold-out needs at least 2.')
+    k = min(max(1, round(valid_pct * n)), n - 1)
+    folds = list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    va = np.sort(np.concatenate([v for _, v in folds[:k]]))
+    return np.setdiff1d(np.arange(len(y)), va), va
+
+def split_items(items:pd.DataFrame,     # an items table with a `split` column
+                splitter:str='official', # 'official' (the dataset's own splits), 'holdout' or 'kfold'
+                valid_pct:float=0.2,     # the validation share of the non-test items ('holdout')
+                n_folds:int=5,           # number of folds ('kfold')
+                fold:int=0,              # which fold is the validation set ('kfold')
+                seed:int=42,             # random seed ('holdout', 'kfold')
+                by_subject=None,         # group by `subject` (default: when every item has one)
+               ):
     "Positions of the train, valid and test items under `splitter` ('official', 'holdout' or 'kfold')"
     roles = np.array([split_role(s) for s in items.split])
     test_idx = np.where(roles == 'test')[0]
@@ -319,8 +376,7 @@ def split_items(items:pd.DataFrame, splitter:str='official', valid_pct:float=0.2
     pool = np.where(roles != 'test')[0]
     if splitter == 'holdout':
         if not 0 < valid_pct < 1: raise ValueError(f'valid_pct must be between 0 and 1, not {valid_pct}')
-        folds = kfold_splits(items.iloc[pool], max(2, round(1/valid_pct)), seed, by_subject)
-        tr, va = folds[0]
+        tr, va = _holdout(items.iloc[pool], valid_pct, seed, by_subject)
     elif splitter == 'kfold':
         if not 0 <= fold < n_folds: raise ValueError(f'fold must be in 0..{n_folds-1}, not {fold}')
         tr, va = kfold_splits(items.iloc[pool], n_folds, seed, by_subject)[fold]
@@ -328,17 +384,25 @@ def split_items(items:pd.DataFrame, splitter:str='official', valid_pct:float=0.2
     return pool[tr], pool[va], test_idx
 
 # %% ../nbs/01_data.ipynb #5b5fc044
-def class_weights(labels, vocab, method:str='inverse', beta:float=0.999) -> torch.Tensor:
+def class_weights(labels,                # the training labels
+                  vocab,                 # the classes, in the model's order
+                  method:str='inverse',  # 'inverse' frequency (sklearn's 'balanced') or 'effective' number of samples
+                  beta:float=0.999,      # Cui et al.'s beta ('effective'): 0 gives equal weights, towards 1 inverse frequency
+                 ) -> torch.Tensor:
     "Per-class loss weights in `vocab` order: 'inverse' frequency or 'effective' number of samples, mean 1"
-    counts = pd.Series(list(labels)).value_counts().reindex(list(vocab), fill_value=0).values.astype(np.float64)
+    labels, vocab = np.asarray(list(labels), dtype=object), list(vocab)
+    counts = pd.Series(labels).value_counts().reindex(vocab, fill_value=0).values.astype(np.float64)
     if (counts == 0).any():
         raise FERDataError(f'No training items of {[v for v,c in zip(vocab, counts) if c == 0]}: cannot weight a class that is absent.')
-    if method == 'inverse': w = 1 / counts
+    if method == 'inverse': w = compute_class_weight('balanced', classes=np.array(vocab, dtype=object), y=labels[np.isin(labels, vocab)])
     elif method == 'effective': w = (1 - beta) / (1 - beta ** counts)
     else: raise ValueError(f"Unknown class-weight method {method!r}: 'inverse' or 'effective'.")
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
-def balanced_subset(items:pd.DataFrame, max_per_class:int, seed:int=42) -> pd.DataFrame:
+def balanced_subset(items:pd.DataFrame, # an items table
+                    max_per_class:int,  # the most items kept per (split, emotion)
+                    seed:int=42,        # random seed of the draw
+                   ) -> pd.DataFrame:
     "At most `max_per_class` items of each class in each split, drawn at random with `seed`"
     keys = [items.split.fillna('(none)'), items.label.fillna('(unlabelled)')]
     rng = np.random.default_rng(seed)
@@ -351,7 +415,10 @@ def balanced_subset(items:pd.DataFrame, max_per_class:int, seed:int=42) -> pd.Da
 class FaceErasing(RandTransform):
     "Random erasing (Zhong et al.) per face: with probability `p` a rectangle of `sl`..`sh` of the face is filled with noise"
     order = 100  # after Normalize, so N(0, 1) noise looks like the normalised faces
-    def __init__(self, p:float=0.5, sl:float=0.02, sh:float=0.25, min_aspect:float=0.3):
+    def __init__(self, p:float=0.5,          # probability that a face is erased
+                 sl:float=0.02,              # smallest erased share of the face
+                 sh:float=0.25,              # largest erased share of the face
+                 min_aspect:float=0.3):      # most elongated rectangle (aspect ratio between this and its inverse)
         if not 0 <= p <= 1: raise ValueError(f'the erasing probability must be in 0..1, not {p}')
         if not 0 < sl <= sh < 1: raise ValueError(f'need 0 < sl <= sh < 1 for the erased area, not sl={sl}, sh={sh}')
         super().__init__(p=1.)  # fastai's `p` would erase whole batches; ours is drawn per face
@@ -371,13 +438,24 @@ class FaceErasing(RandTransform):
 
 AUG_PRESETS = {'default': {}, 'heavy': dict(max_rotate=20., max_zoom=1.25, max_lighting=0.4, max_warp=0.1, p_affine=0.9, p_lighting=0.9), 'none': None}
 
-def fer_augmentation(size:int=48, flip:bool=True, max_rotate:float=10., max_zoom:float=1.1, max_lighting:float=0.2,
-                     max_warp:float=0., p_affine:float=0.75, p_lighting:float=0.75, erasing:float=0.) -> list:
+def fer_augmentation(size:int=48,             # input side (unused: the faces keep their size)
+                     flip:bool=True,            # random horizontal flip
+                     max_rotate:float=10.,      # largest rotation in degrees
+                     max_zoom:float=1.1,        # largest zoom (a random crop and shift)
+                     max_lighting:float=0.2,    # largest brightness/contrast change
+                     max_warp:float=0.,         # largest perspective warp
+                     p_affine:float=0.75,       # probability of the affine transforms
+                     p_lighting:float=0.75,     # probability of the lighting change
+                     erasing:float=0.,          # probability of `FaceErasing` per face (0: none)
+                    ) -> list:
     "The papers' augmentation as fastai batch transforms: flip, small rotation, zoom/crop/shift, lighting (+ random erasing)"
     return aug_transforms(do_flip=flip, max_rotate=max_rotate, max_zoom=max_zoom, max_lighting=max_lighting,
                           max_warp=max_warp, p_affine=p_affine, p_lighting=p_lighting, size=None) + ([FaceErasing(erasing)] if erasing else [])
 
-def named_augmentation(name:str='default', size:int=48, erasing:float=0.) -> list:
+def named_augmentation(name:str='default', # an `AUG_PRESETS` name: 'default', 'heavy' or 'none'
+                       size:int=48,         # input side
+                       erasing:float=0.,    # probability of `FaceErasing` per face
+                      ) -> list:
     "Batch transforms of an `AUG_PRESETS` name ('default', 'heavy' or 'none'), with random erasing of probability `erasing`"
     if name not in AUG_PRESETS: raise ValueError(f"augmentation must be one of {', '.join(AUG_PRESETS)}, not {name!r}")
     if not 0 <= erasing <= 1: raise ValueError(f'erasing is a probability per face (0..1), not {erasing}')
@@ -405,10 +483,26 @@ def _imagenet_stats(n_channels):
     m, s = imagenet_stats
     return ([float(np.mean(m))], [float(np.mean(s))]) if n_channels == 1 else (list(m), list(s))
 
-def fer_dataloaders(source=None, size:int=48, n_channels:int=1, splitter:str='official', valid_pct:float=0.2,
-                    n_folds:int=5, fold:int=0, by_subject=None, aug='default', normalize:str='dataset', bs:int=64,
-                    max_per_class:int=None, vocab=None, stats=None, seed:int=42, device=None, num_workers:int=None,
-                    check:bool=True, verbose:bool=True, **kwargs):
+def fer_dataloaders(source=None,             # items, a CSV or a folder (see `read_fer_items`; default: FER2013)
+                    size:int=48,             # input side in pixels (faces of another size are resized)
+                    n_channels:int=1,        # 1: gray, 3: RGB (e.g. for ImageNet weights)
+                    splitter:str='official', # 'official', 'holdout' or 'kfold' (see `split_items`)
+                    valid_pct:float=0.2,     # validation share ('holdout')
+                    n_folds:int=5,           # number of folds ('kfold')
+                    fold:int=0,              # the validation fold ('kfold')
+                    by_subject=None,         # group splits by subject (default: when every item has one)
+                    aug='default',           # an `AUG_PRESETS` name, or a list of batch transforms (None: none)
+                    normalize:str='dataset', # 'dataset' (the training split's statistics), 'imagenet' or None
+                    bs:int=64,               # batch size
+                    max_per_class:int=None,  # at most this many train/valid faces per emotion (quick runs; the test split stays whole)
+                    vocab=None,              # the classes in order (default: the training split's emotions in `ALL_EMOTIONS` order)
+                    stats=None,              # `(mean, std)` to normalise with, e.g. a saved model's own
+                    seed:int=42,             # random seed of splits, subsets and the dataloaders' shuffle
+                    device=None,             # the batches' device (default: `choose_device()`)
+                    num_workers:int=None,    # dataloader workers (default: 0 on the CPU, up to 8 on a GPU)
+                    check:bool=True,         # run `check_dataset` (its report is `dls.report`)
+                    verbose:bool=True,       # warn about what `check_dataset` found
+                    **kwargs):               # passed to `DataBlock.dataloaders`
     "fastai `DataLoaders` for a FER dataset (default: FER2013), with its test items, health report and metadata"
     if n_channels not in (1, 3): raise ValueError(f'n_channels must be 1 (gray) or 3 (RGB), not {n_channels}')
     if normalize not in ('dataset', 'imagenet', None): raise ValueError(f"normalize must be 'dataset', 'imagenet' or None, not {normalize!r}")
@@ -443,7 +537,7 @@ def fer_dataloaders(source=None, size:int=48, n_channels:int=1, splitter:str='of
     dblock = DataBlock(blocks=(ImageBlock(cls=PILImageBW if n_channels == 1 else PILImage), CategoryBlock(vocab=vocab, sort=False)),
                        get_x=_ImageGetter('L' if n_channels == 1 else 'RGB'), get_y=_label_getter,
                        splitter=IndexSplitter(list(range(len(tr), len(trva)))), item_tfms=item_tfms, batch_tfms=batch_tfms)
-    device = default_device(device)
+    device = choose_device(device)
     if num_workers is None: num_workers = 0 if device.type == 'cpu' else min(8, os.cpu_count() or 1)
     from fastai.torch_core import set_seed
     set_seed(seed)

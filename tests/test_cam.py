@@ -6,12 +6,12 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from pathlib import Path
 from PIL import Image
-from fastcore.script import anno_parser
 from fastai.torch_core import set_seed
 import fastai.callback.progress, fastai.callback.schedule  # learn.no_bar(), learn.fit_one_cycle
 from fer_fastai.data import fer_dataloaders
-from fer_fastai.learner import fer_learner, save_model
-from fer_fastai.cam import cam_maps, cam_cli, FERCamError
+from fer_fastai.learner import fer_learner
+from fer_fastai.cam import cam_maps, save_cams, FERCamError
+from fer_fastai.cli import main, cam
 
 S = 48
 QUADRANTS = {'happy': (slice(0, S//2), slice(0, S//2)), 'sad': (slice(S//2, S), slice(S//2, S))}
@@ -96,28 +96,27 @@ def test_unknown_method(blob):
 
 def test_cli(blob, tmp_path, capsys):
     _, _, _, dls = blob
-    run = save_model(fer_learner(dls, 'resnet18', pretrained=False, head='linear'), tmp_path/'run')  # the real thing, untrained
+    run = fer_learner(dls, 'resnet18', pretrained=False, head='linear').save_run(tmp_path/'run')  # the real thing, untrained
     faces = tmp_path/'faces'; faces.mkdir()
     rng = np.random.default_rng(1)
     for i, l in enumerate(['happy', 'sad']): Image.fromarray(_blob_face(rng, l)).save(faces/f'face{i}.png')
     Image.fromarray(_blob_face(rng, 'sad')).resize((64, 64)).convert('RGB').save(faces/'big.jpg')  # resized and made gray
-    # one image, through the command-line parser
-    args = anno_parser(cam_cli).parse_args(['--model', str(run), '--image', str(faces/'face0.png'), '--out', str(tmp_path/'one.png')])
-    kw = {k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')}  # as fastcore's call_parse runner does
-    assert cam_cli(**kw) == [tmp_path/'one.png']
+    # one image, through the command line
+    assert main(['cam', str(faces/'face0.png'), '--model', str(run), '--out', str(tmp_path/'one.png')]) == 0
     assert Image.open(tmp_path/'one.png').format == 'PNG'
     # a folder: one PNG per image
-    out = cam_cli(model=str(run), image=str(faces), out=str(tmp_path/'cams'), method='gradcam++')
+    out = cam(faces, model=run, out=tmp_path/'cams', method='gradcam++')
     assert sorted(p.name for p in (tmp_path/'cams').iterdir()) == ['big_gradcam++.png', 'face0_gradcam++.png', 'face1_gradcam++.png']
     assert len(out) == 3
+    # several paths: a folder of PNGs
+    assert save_cams(run, [faces/'face0.png', faces/'face1.png'], out=tmp_path/'two')[0] == [tmp_path/'two'/'face0_gradcam.png', tmp_path/'two'/'face1_gradcam.png']
     # an unreadable file: reported, the others still written, exit status 1, no traceback
     (faces/'broken.png').write_bytes(b'not a png')
     capsys.readouterr()
-    with pytest.raises(SystemExit) as e: cam_cli(model=str(run), image=str(faces), out=str(tmp_path/'cams2'))
-    assert e.value.code == 1
+    assert main(['cam', str(faces), '--model', str(run), '--out', str(tmp_path/'cams2')]) == 1
     err = capsys.readouterr().err
     assert 'broken.png' in err and 'could not be read' in err
     assert len(list((tmp_path/'cams2').glob('*.png'))) == 3
     # a missing model folder: a clear message
-    with pytest.raises(SystemExit) as e: cam_cli(model=str(tmp_path/'nope'), image=str(faces))
-    assert 'model.json' in str(e.value.code)
+    assert main(['cam', str(faces), '--model', str(tmp_path/'nope')]) == 2
+    assert 'model.json' in capsys.readouterr().err

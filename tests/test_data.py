@@ -93,6 +93,22 @@ def test_kfold_covers_disjoint_stratified():
         assert not set(tr) & set(v) and (items.label.iloc[v] == 'happy').sum() == 8
     assert [list(v) for _, v in kfold_splits(items, 5, seed=0)] == [list(v) for _, v in folds]
 
+def test_holdout_gives_the_fraction_asked_for_stratified():
+    labels = ['happy'] * 60 + ['sad'] * 30 + ['angry'] * 10
+    items = pd.DataFrame(dict(image=_faces(100), label=labels, split=None, subject=None))
+    for pct in (0.1, 0.2, 0.25, 0.4, 0.5):  # 0.4 gave 50% when the hold-out was fold 0 of round(1/pct) folds
+        tr, va, te = split_items(items, 'holdout', valid_pct=pct, seed=0)
+        assert len(va) == round(pct * 100) and len(tr) + len(va) == 100 and not set(tr) & set(va) and len(te) == 0
+        share = items.label.iloc[va].value_counts(normalize=True)
+        assert abs(share['happy'] - 0.6) <= 0.06 and abs(share['angry'] - 0.1) <= 0.06, (pct, share)
+    assert list(split_items(items, 'holdout', valid_pct=0.3, seed=3)[1]) == list(split_items(items, 'holdout', valid_pct=0.3, seed=3)[1])
+    with pytest.raises(ValueError, match='valid_pct'): split_items(items, 'holdout', valid_pct=1.2)
+
+def test_holdout_by_subject_keeps_subjects_apart():
+    items = pd.DataFrame(dict(image=_faces(40), label=['happy', 'sad'] * 20, split=None, subject=[f'S{i % 10}' for i in range(40)]))
+    tr, va, _ = split_items(items, 'holdout', valid_pct=0.4, seed=0)
+    assert not set(items.subject.iloc[tr]) & set(items.subject.iloc[va]) and len(va) == 16  # 4 of 10 subjects
+
 def test_class_weights_variants():
     labels = ['happy'] * 90 + ['sad'] * 10
     w = class_weights(labels, ['happy', 'sad']); assert torch.allclose(w.mean(), torch.tensor(1.)) and w[1] / w[0] == pytest.approx(9)

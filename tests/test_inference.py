@@ -6,7 +6,7 @@ from PIL import Image
 import fastai.callback.schedule, fastai.callback.progress  # noqa: learn.fit_one_cycle, learn.no_bar
 from fer_fastai.core import fer_data_path, FERDataError
 from fer_fastai.data import fer_dataloaders
-from fer_fastai.learner import fer_learner, save_model
+from fer_fastai.learner import fer_learner
 from fer_fastai.faces import FaceImageError
 from fer_fastai.inference import *
 
@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
         dls = fer_dataloaders(max_per_class=40, bs=64, verbose=False)
         learn = fer_learner(dls, 'resnet18', pretrained=False, head='linear', mixed_precision=False, channels_last=False)
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 3e-3)
-        run = save_model(learn, tmp_path_factory.mktemp('run'))
+        run = learn.save_run(tmp_path_factory.mktemp('run'))
         yield learn, dls, run
     finally: torch.set_num_threads(n_threads)
 
@@ -128,7 +128,7 @@ def test_predict_cli(trained, tmp_path):
     vid = _write_video(tmp_path/'clip.avi', items.path[:6])
     out = tmp_path/'out'
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    cmd = [sys.executable, '-m', 'fer_fastai.inference', str(tmp_path/'astronaut.jpg'), str(folder), str(vid), str(tmp_path/'missing.jpg'),
+    cmd = [str(Path(sys.executable).parent/'fer_fastai'), 'predict', str(tmp_path/'astronaut.jpg'), str(folder), str(vid), str(tmp_path/'missing.jpg'),
            '--model', str(run), '--out', str(out), '--every', '2', '--device', 'cpu']
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -137,17 +137,12 @@ def test_predict_cli(trained, tmp_path):
     assert len(pd.read_csv(out/'clip.csv')) >= 3  # frames 0, 2, 4 (one row per face, or one row without a face)
     assert (pd.read_csv(out/'faces.csv').error.fillna('') != '').sum() == 1
     assert _count_frames(out/'clip_annotated.mp4') == 6
-    # in process: --no-detect and json, then nothing processable -> exit status 1
-    predict_cli(path=[str(folder)], model=str(run), out=str(tmp_path/'out2'), detect=False, fmt='json')
+    # in process: --no-detect and json, then nothing processable -> exit status 1, and a folder that is not a run -> 2
+    from fer_fastai.cli import main, predict
+    predict([folder], model=run, out=tmp_path/'out2', detect=False, fmt='json')
     j = json.loads((tmp_path/'out2/faces.json').read_text())
     assert j['n_failed'] == 1 and sum(r['face'] == 0 for r in j['results']) == 5
-    with pytest.raises(SystemExit) as e: predict_cli(path=[str(tmp_path/'missing.jpg')], model=str(run), out=str(tmp_path/'out3'))
-    assert e.value.code == 1
-    with pytest.raises(SystemExit) as e: predict_cli(path=[str(folder)], model=str(tmp_path/'no_run'), out=str(tmp_path/'out4'))
-    assert e.value.code == 2
-    # through the `fer_fastai` console script's dispatcher, when it is there
-    try: from fer_fastai.cli import main, COMMANDS
-    except ImportError: return
-    if 'predict' not in COMMANDS: return
+    assert main(['predict', str(tmp_path/'missing.jpg'), '--model', str(run), '--out', str(tmp_path/'out3')]) == 1
+    assert main(['predict', str(folder), '--model', str(tmp_path/'no_run'), '--out', str(tmp_path/'out4')]) == 2
     assert main(['predict', str(folder), str(tmp_path/'astronaut.jpg'), '--model', str(run), '--out', str(tmp_path/'out5'), '--no-detect', '--fmt', 'json']) == 0
     assert (tmp_path/'out5/faces.json').is_file() and (tmp_path/'out5/images.json').is_file()

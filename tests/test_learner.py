@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np, pytest, torch, torchvision
 from fer_fastai.core import *
 from fer_fastai.data import *
+from fer_fastai.archs import *
+from fer_fastai.runs import *
 from fer_fastai.learner import *
 from fer_fastai.train import *
 from fer_fastai.evaluate import *
@@ -13,7 +15,7 @@ def small_dls(fer_items):
     return fer_dataloaders(fer_items, max_per_class=40, bs=32, seed=0, verbose=False)
 
 def test_unknown_arch_lists_supported(small_dls):
-    with pytest.raises(FERModelError, match='Supported: resnet18, resnet34'): fer_learner(small_dls, 'resnet1000')
+    with pytest.raises(FERModelError, match='Supported: fer_vgg, fer_vgg_m, fer_vgg_s, resnet18'): fer_learner(small_dls, 'resnet1000')
 
 @pytest.mark.parametrize('arch', ['resnet18', 'vgg16_bn'])
 def test_pretrained_from_hub_cache(small_dls, arch, tmp_path, monkeypatch):
@@ -47,15 +49,15 @@ def test_weights_of_another_arch_are_reported(small_dls, tmp_path):
 def test_vocab_mismatch_and_reload_identical(small_dls, tmp_path):
     learn = fer_learner(small_dls, 'resnet18', pretrained=False)
     learn.fit(1, 1e-3)
-    save_model(learn, tmp_path/'run')
+    learn.save_run(tmp_path/'run')
     assert torch.load(tmp_path/'run'/'model.pth', weights_only=True)  # loads without unpickling code
     meta = json.loads((tmp_path/'run'/'model.json').read_text())
-    assert meta['vocab'] == list(EMOTIONS) and meta['mean'] == small_dls.fer['mean']
+    assert meta['vocab'] == list(EMOTIONS) and meta['mean'] == small_dls.fer['mean'] and meta['config_version'] == CONFIG_VERSION
     reloaded = load_fer_learner(tmp_path/'run', small_dls)
     dl = small_dls.test_dl(small_dls.test_items.iloc[:64], with_labels=True)
     p1, _ = learn.get_preds(dl=dl); p2, _ = reloaded.get_preds(dl=dl)
     assert torch.allclose(p1, p2, atol=1e-6) and torch.equal(p1.argmax(1), p2.argmax(1))
-    model, meta = load_model(tmp_path/'run', 'cpu')
+    model, cfg = load_run_model(tmp_path/'run', 'cpu')
     with torch.no_grad(): p3 = model(dl.one_batch()[0].cpu()).softmax(1)
     assert torch.allclose(p3, p1[:p3.shape[0]], atol=1e-5)
     three = fer_dataloaders(small_dls.items[small_dls.items.label.isin(['happy', 'sad', 'angry'])], bs=16, verbose=False)
@@ -70,7 +72,7 @@ def test_rgb_run_reloads_with_its_own_preprocessing(fer_items, tmp_path, capsys)
     dls = fer_dataloaders(fer_items[fer_items.label.isin(['angry', 'happy', 'sad'])], max_per_class=20, size=64, n_channels=3,
                           normalize='imagenet', bs=16, seed=0, verbose=False)
     learn = fer_learner(dls, 'resnet18', pretrained=False)
-    save_model(learn, tmp_path/'rgb')
+    learn.save_run(tmp_path/'rgb')
     some = fer_items[fer_items.split != 'PrivateTest'].groupby(['split', 'label']).head(10)  # 7 emotions x 10 faces, Training and PublicTest
     back = load_fer_learner(tmp_path/'rgb', data=some, bs=16)
     assert 'Left out 80 faces whose emotion the model does not know' in capsys.readouterr().out
@@ -192,9 +194,38 @@ def test_fer_vgg_archs(small_dls, arch, width, tmp_path):
     xb = small_dls.one_batch()[0]
     assert learn.model[0](xb).shape == (len(xb), width, 6, 6) and learn.fer['head'] == 'linear'
     with pytest.raises(FERModelError, match='no ImageNet weights'): fer_learner(small_dls, arch, pretrained=True)
-    save_model(learn, tmp_path/'run')
-    model, meta = load_model(tmp_path/'run', 'cpu')
+    learn.save_run(tmp_path/'run')
+    model, cfg = load_run_model(tmp_path/'run', 'cpu')
     learn.model.eval()
     with torch.no_grad(): assert torch.allclose(model(xb), learn.model(xb), atol=1e-5)
     torch.save(torchvision.models.vgg16_bn(weights=None).state_dict(), tmp_path/'tv.pth')
     with pytest.raises(FERModelError, match='holds no body saved by fer_fastai'): fer_learner(small_dls, arch, weights=tmp_path/'tv.pth')
+
+
+def test_fastai_keywords_pass_through(small_dls):
+    "loss_func, opt_func, splitter and any Learner keyword override fer_learner's defaults (they used to raise 'got multiple values')"
+    from fastai.losses import FocalLossFlat
+    learn = fer_learner(small_dls, 'fer_vgg_s', loss_func=FocalLossFlat(), opt_func=partial_sgd, splitter=lambda m: [list(m.parameters())],
+                        wd=0.02, metrics=[], cbs=[])
+    assert isinstance(learn.loss_func, FocalLossFlat) and learn.opt_func is partial_sgd and learn.wd == 0.02 and learn.fer['opt'] == 'sgd'
+    assert len(learn.splitter(learn.model)) == 1 and learn.metrics == []
+    learn.fit(1, 1e-3)
+    assert learn.opt.hypers[0]['mom'] == 0.9  # SGD with momentum really ran
+
+def test_defaults_are_the_default_recipe(small_dls):
+    "fer_learner's defaults are the default recipe's: fer_vgg_m from scratch, linear head, label smoothing 0.1"
+    learn = fer_learner(small_dls)
+    assert learn.fer['arch'] == 'fer_vgg_m' and not learn.fer['pretrained'] and learn.fer['head'] == 'linear'
+    assert learn.loss_func.func.label_smoothing == 0.1
+
+def test_hostile_run_configs_are_refused(small_dls, tmp_path):
+    "Values from a run folder are checked before use: a huge size, wrong statistics or an unknown emotion never reach torch"
+    learn = fer_learner(small_dls, 'fer_vgg_s')
+    run = learn.save_run(tmp_path/'run')
+    good = json.loads((run/'model.json').read_text())
+    for bad, msg in [(dict(size=100000), 'size must be'), (dict(std=[0.0]), 'std must be positive'), (dict(mean=[0.1, 0.2, 0.3]), 'one per channel'),
+                     (dict(vocab=['happy', 'bored']), 'unknown emotions'), (dict(n_channels=4), 'n_channels')]:
+        (run/'model.json').write_text(json.dumps({**good, **bad}))
+        with pytest.raises(FERModelError, match=msg): load_run_model(run)
+    (run/'model.json').write_text('[1, 2]')
+    with pytest.raises(FERModelError, match='JSON object'): read_run(run)

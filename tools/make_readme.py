@@ -1,5 +1,5 @@
-"""Write README.md from nbs/index.ipynb without Quarto (which cannot be installed here): nbconvert's markdown
-exporter, minus hidden cells and nbdev directives. `python tools/make_readme.py --check` exits 1 if README.md is stale."""
+"""Write README.md from nbs/index.ipynb with nbconvert's markdown exporter (no Quarto needed, which `nbdev_readme`
+requires), minus hidden cells and nbdev directives. `python tools/make_readme.py --check` exits 1 if README.md is stale."""
 import sys, re
 from pathlib import Path
 import nbformat

