@@ -115,8 +115,7 @@ def evaluate_splits(learn, # a Learner, or a list of Learners (their probabiliti
     return pd.DataFrame([r.summary for r in reports.values()]).set_index('split'), reports
 
 # %% ../nbs/07_evaluate.ipynb #6fdbbad8
-from fastcore.basics import ifnone, listify
-from fastai.data.core import TfmdDL
+from fastcore.basics import listify
 from .tta import predict_tta
 
 # %% ../nbs/07_evaluate.ipynb #a62944b7

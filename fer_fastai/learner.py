@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_learner.ipynb #c66a6a4e
 from __future__ import annotations
-import dataclasses, warnings
+import warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from fastcore.basics import ifnone

@@ -318,7 +318,7 @@ def _run_dcnn_scn(r, items, pretrained, out, extra, plots):
     dls = dcnn.dls
     scn = _learner(scn_r, dls, False)
     load_body(scn, dcnn)
-    run = _fit(replace(scn_r, freeze_epochs=0), scn, Path(out)/'scn', False, plots)
+    _fit(replace(scn_r, freeze_epochs=0), scn, Path(out)/'scn', False, plots)
     scn.save_run(Path(out)/'scn', recipe=r.name + '/scn')
     scn_reps = _evaluate_all(scn)
     reps = _evaluate_all([dcnn, scn], flip=r.tta, crops=r.tta_crops)
