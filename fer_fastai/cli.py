@@ -9,15 +9,17 @@ from pathlib import Path
 from . import __version__
 
 # %% auto #0
-__all__ = ['RECIPE_NAMES', 'HEAD_NAMES', 'AUG_NAMES', 'CAM_METHOD_NAMES', 'COMMANDS', 'train', 'evaluate_run', 'summary',
-           'recipes', 'predict', 'cam', 'fer_parser', 'main']
+__all__ = ['RECIPE_NAMES', 'DEFAULT_MODEL', 'HEAD_NAMES', 'AUG_NAMES', 'CAM_METHOD_NAMES', 'COMMANDS', 'train', 'evaluate_run',
+           'summary', 'recipes', 'predict', 'cam', 'fer_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #26f944e9
 # declared here, not read from the registries, so that `--help` and a bad choice answer without importing torch
-# (tests/test_cli.py checks that they match fer_fastai.recipes.RECIPES, fer_fastai.archs.HEADS, fer_fastai.data.AUG_PRESETS and fer_fastai.cam.CAM_METHODS)
+# (tests/test_cli.py checks that they match fer_fastai.recipes.RECIPES, fer_fastai.archs.HEADS, fer_fastai.data.AUG_PRESETS, fer_fastai.cam.CAM_METHODS
+# and fer_fastai.core.DEFAULT_MODEL)
 RECIPE_NAMES = ('default', 'fastai_resnet18', 'fastai_resnet50_imagenet', 'vgg16_dropout_cw', 'vgg16_dropout', 'resnet50_dropout_cw', 'resnet50_dropout',
                 'transfer_resnet50_sgd', 'transfer_resnet50_adam', 'transfer_resnet152_sgd', 'sfew_resnet18', 'sfew_resnet34', 'sfew_resnet50',
                 'sfew_resnet18_faces', 'scn_resnet18', 'scn_fer_vgg_m', 'dcnn_scn_resnet18', 'ensemble_tta')
+DEFAULT_MODEL = 'fer2013'  # the shipped model predict and cam use when given no --model
 HEAD_NAMES = ('auto', 'fastai', 'linear', 'attention', 'dropout', 'scn')
 AUG_NAMES = ('default', 'heavy', 'none')
 CAM_METHOD_NAMES = ('gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'eigengradcam', 'scorecam', 'ablationcam',
@@ -34,17 +36,25 @@ def train(recipe:str='default', # a registered recipe (`fer_fastai recipes` list
           quick:bool=False, # shrink the recipe to `fer_fastai.recipes.QUICK`: a balanced subset and 4 epochs, a few minutes on 2 CPU cores
           overwrite:bool=False, # replace a run already in `out`
           plots:bool=True, # save the lr_find plots
+          label_pattern:str=None, # image folders: a regular expression for the label in file names (group `label`, or the first)
+          subject_pattern:str=None, # image folders: a regular expression for the subject id in file names, for subject-grouped splits
           **settings) -> dict: # `Recipe` settings that override the recipe's (and `quick`'s)
     "Train and evaluate `recipe` with `settings` changed, writing a run folder; the result record"
     from fer_fastai.recipes import run_recipe
     t0 = time.time()
-    res = run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite, plots=plots, **settings)
+    read = {k: v for k, v in dict(label_pattern=label_pattern, subject_pattern=subject_pattern).items() if v is not None}
+    res = run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite, plots=plots, read=read, **settings)
     print(f"\nRun folder: {res['out']}  (total {time.time() - t0:.0f}s)")
     if (Path(res['out'])/'model.json').is_file():
         print(f"With test-time augmentation: fer_fastai evaluate --model {res['out']} --tta   (several run folders after --model: their ensemble)")
     return res
 
 # %% ../nbs/15_cli.ipynb #b071604b
+def _positive(s):
+    v = int(s)
+    if v < 1: raise argparse.ArgumentTypeError(f'{v} is not 1 or more')
+    return v
+
 def _probability(s):
     v = float(s)
     if not 0 <= v <= 1: raise argparse.ArgumentTypeError(f'{v} is not a probability per face, between 0 and 1')
@@ -61,11 +71,14 @@ def _add_train(p):
     p.add_argument('--quick', action='store_true', help='a balanced subset (400 faces per emotion) and 4 epochs: a few minutes on 2 CPU cores; options given still win')
     p.add_argument('--overwrite', action='store_true', help='replace a run already in --out')
     p.add_argument('--no-plots', dest='plots', action='store_false', help='skip the lr_find plots')
+    p.add_argument('--label-pattern', help="image folders: regular expression for the label in file names, e.g. '^[A-Z]+\\.([A-Z]{2})' for JAFFE")
+    p.add_argument('--subject-pattern', help="image folders: regular expression for the subject id in file names, e.g. '^([A-Z]+)\\.' (folds then keep a subject's faces together)")
     g = p.add_argument_group('recipe settings', 'each overrides the recipe\'s own; an option the recipe cannot take is an error')
     g.add_argument('--arch', default=S, help='architecture: fer_vgg_m, fer_vgg_s, fer_vgg, resnet18/34/50/101/152, vgg11/13/16/19_bn, or a timm name')
     g.add_argument('--head', default=S, choices=HEAD_NAMES, help="classifier head ('auto': fastai's for a pretrained body, else linear)")
     g.add_argument('--size', default=S, type=int, help='input size in pixels (48 native; 224 for ImageNet-style input)')
-    g.add_argument('--pretrained', default=S, action='store_true', help="start from torchvision's ImageNet weights")
+    g.add_argument('--pretrained', default=S, nargs='?', const=True, metavar='NAME',
+                   help=f"alone: torchvision's ImageNet weights; with a shipped model's name (e.g. {DEFAULT_MODEL}): its body, frozen first, then fine-tuned")
     g.add_argument('--weights', default=S, help='start from a body in this file or run folder')
     g.add_argument('--native', default=S, choices=('auto', 'yes', 'no'), help='a 48 px stem for ResNet/VGG (auto: below 96 px)')
     g.add_argument('--epochs', default=S, type=int, help='epochs of the main stage (default recipe: 14)')
@@ -86,6 +99,7 @@ def _add_train(p):
     g.add_argument('--splitter', default=S, choices=('official', 'holdout', 'kfold'), help='train/valid split')
     g.add_argument('--fold', default=S, type=int, help='the fold with --splitter kfold')
     g.add_argument('--n-folds', default=S, type=int, help='folds of --splitter kfold and of the cross-validation recipes')
+    g.add_argument('--by-subject', default=S, action='store_true', help='keep each subject in one fold (needs --subject-pattern); the default when every face has a subject')
     g.add_argument('--seed', default=S, type=int, help='random seed')
     g.add_argument('--device', default=S, help="'cuda' or 'cpu' (default: CUDA when available)")
     g.add_argument('--teacher', dest='teachers', default=S, nargs='+', metavar='RUN', help="run folder(s) to distill from: the student learns their averaged probabilities too")
@@ -111,16 +125,16 @@ def _train_command(extra=(), **kw):
         if not (Path(m)/'model.json').is_file(): raise SystemExit(f'error: --teacher {str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
     from fer_fastai.recipes import cannot_take
     from fer_fastai.core import FERModelError
-    fixed = ('recipe', 'data', 'out', 'quick', 'overwrite', 'plots')
+    fixed = ('recipe', 'data', 'out', 'quick', 'overwrite', 'plots', 'label_pattern', 'subject_pattern')
     bad = cannot_take(kw['recipe'], [k for k in kw if k not in fixed])
     if bad: raise FERModelError(f"--recipe {kw['recipe']} cannot take {', '.join(map(_option, bad))}: {'; '.join(dict.fromkeys(bad.values()))}.")
     return train(**kw)
 
 # %% ../nbs/15_cli.ipynb #f2fa66cb
-def evaluate_run(model, # run folder(s) written by `fer_fastai train`; several: their ensemble (probabilities averaged)
+def evaluate_run(model, # run folder(s) written by `fer_fastai train`, or shipped model names; several: their ensemble (probabilities averaged)
                  split:str='PrivateTest', # split to evaluate: PrivateTest, PublicTest, valid, test...
                  data=None, # dataset (default: FER2013 at its default location)
-                 out=None, # folder for the plots and tables (default: the run folder; an ensemble: runs/ensemble_RUN1+RUN2...)
+                 out=None, # folder for the plots and tables (default: the run folder, evaluations/NAME for a shipped model; an ensemble: runs/ensemble_RUN1+RUN2...)
                  tta:bool=False, # average over the face, its mirror image and `crops` shifted crops
                  crops:int=2, # shifted crops for `tta` (0 to 8)
                  bs:int=128, # batch size
@@ -159,7 +173,9 @@ def evaluate_run(model, # run folder(s) written by `fer_fastai train`; several: 
     if (tta or len(models) > 1) and data is None and None not in recorded:  # what each run scored alone, plain (its model.json)
         print(f'For comparison, {split} accuracy of each run alone without TTA (model.json): ' +
               ', '.join(f'{Path(m).name} {a:.4f}' for m, a in zip(models, recorded)))
-    dest = Path(out) if out else Path(models[0]) if len(models) == 1 else Path(models[0]).parent/('ensemble_' + '+'.join(Path(m).name for m in models))
+    from fer_fastai.runs import resolve_run
+    shipped = [m for m in models if resolve_run(m) != Path(m)]  # names of models in the package: their reports go under evaluations/
+    dest = (Path(out) if out else Path('evaluations')/'+'.join(map(str, models)) if shipped else Path(models[0]) if len(models) == 1 else Path(models[0]).parent/('ensemble_' + '+'.join(Path(m).name for m in models)))
     rep.save(dest)
     rec = {**rep.summary, 'split': split, 'members': [str(m) for m in models], 'tta': tta, 'crops': crops if tta else 0,
            'data': str(data or fer_data_path()), 'wall_time_s': round(time.time() - t0, 1)}
@@ -168,7 +184,7 @@ def evaluate_run(model, # run folder(s) written by `fer_fastai train`; several: 
     return rep
 
 def _add_evaluate(p):
-    p.add_argument('--model', required=True, nargs='+', metavar='RUN', help='run folder(s) written by `fer_fastai train`; several: their ensemble (probabilities averaged)')
+    p.add_argument('--model', required=True, nargs='+', metavar='RUN', help='run folder(s) written by `fer_fastai train`, or shipped model names; several: their ensemble (probabilities averaged)')
     p.add_argument('--split', default='PrivateTest', help='split to evaluate: PrivateTest, PublicTest, valid, test... (default: %(default)s)')
     p.add_argument('--data', help='dataset (default: FER2013 at its default location)')
     p.add_argument('--out', help='folder for the plots and tables (default: the run folder; an ensemble: runs/ensemble_RUN1+RUN2...)')
@@ -204,7 +220,7 @@ def _add_recipes(p): pass
 
 # %% ../nbs/15_cli.ipynb #6d43bbc8
 def predict(paths, # images, folders (searched recursively) or videos
-            model, # run folder written by `fer_fastai train` (model.pth and model.json)
+            model=DEFAULT_MODEL, # a shipped model's name, or a run folder written by `fer_fastai train`
             out='predictions', # folder for the results
             detect:bool=True, # detect faces; False: each image is one pre-cropped face
             every:int=1, # predict every k-th video frame
@@ -227,17 +243,17 @@ def predict(paths, # images, folders (searched recursively) or videos
 
 def _add_predict(p):
     p.add_argument('paths', nargs='+', metavar='PATH', help='images, folders (searched recursively) or videos')
-    p.add_argument('--model', required=True, metavar='RUN', help='run folder written by `fer_fastai train`')
+    p.add_argument('--model', default=DEFAULT_MODEL, metavar='MODEL', help="a shipped model's name or a run folder written by `fer_fastai train` (default: %(default)s, shipped in the package)")
     p.add_argument('--out', default='predictions', help='folder for the results (default: %(default)s)')
     p.add_argument('--no-detect', dest='detect', action='store_false', help='treat each image as one pre-cropped face')
-    p.add_argument('--every', type=int, default=1, help='predict every k-th video frame (default: %(default)s)')
+    p.add_argument('--every', type=_positive, default=1, help='predict every k-th video frame (default: %(default)s)')
     p.add_argument('--fmt', default='csv', choices=('csv', 'json'), help='table format (default: %(default)s)')
     p.add_argument('--detector', default='haar', help='face detector: haar, mtcnn, or the path of a YuNet .onnx file (default: %(default)s)')
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")
 
 # %% ../nbs/15_cli.ipynb #15830af2
 def cam(paths, # image files, or folders of images
-        model, # run folder written by `fer_fastai train` (model.pth and model.json)
+        model=DEFAULT_MODEL, # a shipped model's name, or a run folder written by `fer_fastai train`
         method:str='gradcam', # cam, gradcam, gradcam++, eigencam, xgradcam, layercam, scorecam, hirescam, occlusion...
         out=None, # output PNG for one image (default cam.png), else a folder (default cams/)
         device=None, # 'cuda' or 'cpu' (default: CUDA when available)
@@ -253,7 +269,7 @@ def cam(paths, # image files, or folders of images
 
 def _add_cam(p):
     p.add_argument('paths', nargs='+', metavar='PATH', help='image files, or folders of images')
-    p.add_argument('--model', required=True, metavar='RUN', help='run folder written by `fer_fastai train`')
+    p.add_argument('--model', default=DEFAULT_MODEL, metavar='MODEL', help="a shipped model's name or a run folder written by `fer_fastai train` (default: %(default)s, shipped in the package)")
     p.add_argument('--method', default='gradcam', choices=CAM_METHOD_NAMES, help='the map (default: %(default)s)')
     p.add_argument('--out', help='output PNG for one image (default cam.png), else a folder (default cams/)')
     p.add_argument('--device', help="'cuda' or 'cpu' (default: CUDA when available)")

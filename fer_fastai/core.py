@@ -8,8 +8,9 @@ import os, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'FERError', 'UnknownEmotionError',
-           'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError', 'fer_data_path', 'choose_device']
+__all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'DEFAULT_MODEL', 'FERError',
+           'UnknownEmotionError', 'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError',
+           'FERSettingError', 'fer_data_path', 'choose_device']
 
 # %% ../nbs/00_core.ipynb #fe4a49ee
 EMOTIONS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
@@ -62,6 +63,9 @@ class FERDataError(FERError, ValueError):
 class FERModelError(FERError, ValueError):
     "A model, weights or run-folder problem, explained"
 
+class FERSettingError(FERError, ValueError):
+    "A setting out of its range, or not available on this machine (a device); the message says what is allowed"
+
 def _package_dir():
     try: return Path(__file__).resolve().parent
     except NameError: return Path.cwd()  # inside the notebook itself
@@ -96,9 +100,21 @@ def fer_data_path(path=None) -> Path:
 # %% ../nbs/00_core.ipynb #36ae1027
 def choose_device(device=None # a device or its name; None: the best one here
                  ):
-    "`device` if given, else CUDA when available, else Apple MPS, else CPU (a `torch.device`)"
+    "`device` if given (and present here), else CUDA when available, else Apple MPS, else CPU (a `torch.device`)"
     import torch  # here, not at import time: the command line starts without torch
-    if device is not None: return torch.device(device)
+    if device is not None:
+        try: d = torch.device(device)
+        except (RuntimeError, TypeError, ValueError): raise FERSettingError(f"Unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
+        if d.type == 'cuda' and not torch.cuda.is_available():
+            raise FERSettingError(f"Device {device!r} asked for, but PyTorch sees no CUDA GPU here: use 'cpu', or leave the device out to use the best one there is.")
+        if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+            raise FERSettingError(f"Device {device!r} asked for, but there are {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...).")
+        if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
+            raise FERSettingError(f"Device {device!r} asked for, but Apple's MPS is not available here: use 'cpu'.")
+        return d
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #be3b92a3
+DEFAULT_MODEL = 'fer2013'  # the shipped model `fer_fastai predict` and `FERRecognizer()` use when given none

@@ -12,7 +12,8 @@ from fastcore.script import call_parse, Param
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from .data import IMAGE_EXTENSIONS
-from .runs import RunConfig, load_run_model
+from fastcore.basics import ifnone
+from .runs import RunConfig, load_run_model, pretrained_path
 from .faces import FaceImageError, YuNetDetector, read_image, detect_faces, crop_face, get_detector
 
 # %% auto #0
@@ -25,15 +26,19 @@ class FERVideoError(FERError, ValueError):
 
 class FERRecognizer:
     "Emotions of the faces in images: a model from a run folder, its preprocessing and a face detector"
-    def __init__(self, model, # a trained model (`load_run_model`)
-                 config:RunConfig, # its record: emotions, input size, channels, normalisation
+    def __init__(self, model=None, # a trained model (`load_run_model`), or a run folder or shipped model's name (default: `DEFAULT_MODEL`)
+                 config:RunConfig=None, # the model's record (emotions, input size, channels, normalisation); read from the run when `model` is a name
                  detector='haar', # face detector name or object (`fer_fastai.faces.get_detector`)
                  margin:float=0.2, # extra border around each detected box, as a fraction of its size
                  align:bool=False, # rotate faces upright by the eyes
                  min_size:int=20, # smallest face side in pixels
                  max_side:int=1024, # larger images are downscaled for detection
                  bs:int=128, # faces per model batch
+                 device=None, # where a model given by name goes (default: CUDA if available)
                 ):
+        if model is None or isinstance(model, (str, Path)):
+            if config is not None: raise FERModelError('Pass config= only with a model object: a run folder or shipped model brings its own.')
+            model, config = load_run_model(ifnone(model, DEFAULT_MODEL), device)
         if not isinstance(config, RunConfig): raise FERModelError(f'FERRecognizer needs a RunConfig (fer_fastai.runs.read_run), not {type(config).__name__}.')
         self.model, self.config = model.eval(), config
         self.vocab, self.size = list(config.vocab), config.size
@@ -44,9 +49,14 @@ class FERRecognizer:
 
     @classmethod
     def from_run(cls, path, device=None, detector='haar', **kwargs):
-        "A recognizer for the run folder `path` (`model.pth` + `model.json`) on `device` (default: CUDA if available)"
+        "A recognizer for the run folder `path` (`model.pth` + `model.json`), or a shipped model's name, on `device` (default: CUDA if available)"
         model, config = load_run_model(path, device)
         return cls(model, config, detector=detector, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name:str=DEFAULT_MODEL, device=None, detector='haar', **kwargs):
+        "A recognizer for the model `name` shipped in the package (`list_pretrained()`), offline"
+        return cls.from_run(pretrained_path(name), device, detector=detector, **kwargs)
 
     def __repr__(self): return f'FERRecognizer({self.config.arch}, {len(self.vocab)} emotions, {self.size}px {self.mode}, {self.device}, detector={self.detector!r})'
 
@@ -125,12 +135,16 @@ def _rows(file, results, vocab, **extra):
 def _columns(vocab, extra=()):
     return ['file', *extra, 'face', 'x', 'y', 'w', 'h', 'score', 'emotion', 'prob', *[f'p_{e}' for e in vocab], 'error']
 
+def _csv_safe(v):
+    "A text cell a spreadsheet would run as a formula (=, +, -, @ first) gets a leading quote"
+    return "'" + v if isinstance(v, str) and v[:1] in ('=', '+', '-', '@') else v
+
 def _write_table(df:pd.DataFrame, out, failures=()):
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == '.json':
         out.write_text(json.dumps(dict(results=json.loads(df.to_json(orient='records')), n_failed=len(failures),
                                        failures=[dict(file=f, error=e) for f, e in failures]), indent=1))
-    elif out.suffix.lower() == '.csv': df.to_csv(out, index=False)
+    elif out.suffix.lower() == '.csv': df.apply(lambda c: c.map(_csv_safe) if c.dtype == object else c).to_csv(out, index=False)
     else: raise ValueError(f'Write results to a .csv or .json file, not {out.name!r}.')
     return out
 
@@ -184,7 +198,7 @@ def _video_writer(path, fps, size):
 def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=None, detect:bool=True, max_frames:int=None,
                   verbose:bool=True) -> pd.DataFrame:
     "Emotions in every `every`-th frame of video `path`, streamed; optional per-frame CSV/JSON table and annotated video"
-    if every < 1: raise ValueError(f'every must be at least 1, not {every}')
+    if every < 1: raise FERSettingError(f'every must be 1 or more (every k-th frame), not {every}.')
     cap = _open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.
     if not np.isfinite(fps) or fps <= 0 or fps > 1000: fps = 25.
@@ -261,7 +275,10 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
                 done += 1
         except (FaceImageError, FERVideoError, FileNotFoundError) as e:
             failures.append((str(p), str(e))); print(f'{p.name}: FAILED ({e})')
-    if image_rows: _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), _unique(out/f'images.{fmt}'))
+            if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS: image_rows.append(dict(file=str(p), face=None, error=str(e)))  # every image given has a row
+    if image_rows:
+        img_failures = [(f, e) for f, e in failures if any(r['file'] == f and r['error'] for r in image_rows)]
+        _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), _unique(out/f'images.{fmt}'), img_failures)
     if failures: print(_summary_failures(failures, 'input'))
     print(f'{done} of {len(list(paths))} input(s) processed; results in {out}')
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))

@@ -19,7 +19,7 @@ from fastai.torch_core import to_float
 import fastai.callback.channelslast, fastai.callback.fp16  # they add Learner.to_channelslast / to_bf16 / to_fp16 (used on CUDA)
 import fastai.callback.schedule, fastai.callback.progress  # Learner.fit_one_cycle, lr_find, no_bar
 from .core import *
-from .data import fer_dataloaders, read_fer_items
+from .data import fer_dataloaders, read_fer_items, split_role
 from .archs import *
 from .runs import *
 
@@ -100,10 +100,23 @@ def _set_precision(learn, mixed_precision, channels_last) -> str:
         return 'bf16' if bf16 else 'fp16'
     return 'float32'
 
+def _shipped_model(pretrained):
+    "The shipped model `pretrained` names (its name, or an arch that has one), else None (`True` means ImageNet weights)"
+    if not isinstance(pretrained, str): return None
+    names = list_pretrained()
+    def of_arch(a): return next((n for n in names if read_run(n).arch == a), None)
+    if pretrained in names: return pretrained
+    try: found = of_arch(get_arch(pretrained)[0])
+    except FERModelError: found = None
+    if found is None:
+        raise FERModelError(f"pretrained={pretrained!r} is neither a shipped model ({', '.join(names) or 'none'}) nor an architecture that has one; "
+                            "pretrained=True means ImageNet weights, weights=PATH a body from a file or run folder.")
+    return found
+
 @delegates(Learner, but=['dls', 'model'])
 def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
-                arch='fer_vgg_m', # architecture name (`list_archs()`) or torchvision constructor
-                pretrained:bool=False, # ImageNet weights (torch hub cache; body frozen at first)
+                arch=None, # architecture name (`list_archs()`) or torchvision constructor (default: fer_vgg_m, or the shipped model's)
+                pretrained=False, # True: ImageNet weights (torch hub cache); a shipped model's name (`list_pretrained()`), or an arch that has one: its weights. Body frozen at first
                 weights=None, # a weights file or run folder to start the body (and the head, for the same emotions) from
                 native:bool=None, # a stem for small input (default: when the input is below 96 px)
                 head:str='auto', # a name in `HEADS`; 'auto': fastai's head on pretrained bodies, linear from scratch, a saved run's own
@@ -122,6 +135,15 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
     if 'n_channels' not in fer:  # dataloaders not made by fer_dataloaders: look at a batch
         xb = dls.one_batch()[0]; fer.update(n_channels=xb.shape[1], size=xb.shape[-1])
     n_in, size = fer['n_channels'], fer['size']
+    shipped = _shipped_model(pretrained)
+    if shipped is not None:
+        if weights is not None: raise FERModelError(f'Give pretrained={pretrained!r} or weights={str(weights)!r}, not both: both say where the body starts.')
+        ship_arch = read_run(shipped).arch
+        if arch is not None and get_arch(arch)[0] != ship_arch:
+            raise FERModelError(f"The shipped model {shipped!r} is a {ship_arch}, not a {get_arch(arch)[0]}: leave arch out or pass arch={ship_arch!r}.")
+        arch, weights = ship_arch, shipped
+        native = ifnone(native, read_run(shipped).native)
+    arch = ifnone(arch, 'fer_vgg_m')
     native = ifnone(native, size < 96)
     name, _ = get_arch(arch)
     cfg = None
@@ -142,10 +164,10 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
     if getattr(dls, 'device', None) is not None: model = model.to(dls.device)
     learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, splitter=ifnone(splitter, arch_splitter(name)), **kwargs)
     opt = next((k for k, v in OPTIMIZERS.items() if v is opt_func), getattr(opt_func, '__name__', str(opt_func)))
-    learn.fer = dict(fer, arch=name, native=native, n_channels=n_in, head=head, ps=ps, pretrained=pretrained,
+    learn.fer = dict(fer, arch=name, native=native, n_channels=n_in, head=head, ps=ps, pretrained=shipped or pretrained,
                      weights=None if weights is None else str(weights), tensors_loaded=loaded, vocab=vocab,
                      class_weights=None if class_weights is None else class_weights.tolist(), label_smoothing=label_smoothing, opt=opt)
-    if pretrained: learn.freeze()
+    if pretrained or shipped: learn.freeze()
     learn.fer['precision'] = _set_precision(learn, mixed_precision, channels_last)
     return learn
 
@@ -182,8 +204,10 @@ def run_dataloaders(path, # a run folder
     with warnings.catch_warnings():
         # these dataloaders carry the model's preprocessing: fer_dataloaders' warnings about a train/valid split do not apply
         warnings.filterwarnings('ignore', category=UserWarning, module='fer_fastai.data')
-        try: return fer_dataloaders(items[known], **kw)
-        except FERDataError: return fer_dataloaders(items[known], splitter='holdout', **kw)  # data without the official splits
+        sel = items[known]
+        if all(split_role(s) == 'test' for s in sel.split): sel = sel.assign(split=None)  # test faces only: here nothing trains on them
+        try: return fer_dataloaders(sel, **kw)
+        except FERDataError: return fer_dataloaders(sel, splitter='holdout', **kw)  # data without the official splits
 
 @delegates(fer_learner, but=['dls', 'arch', 'weights', 'native', 'head', 'ps'])
 def load_fer_learner(path, # a run folder

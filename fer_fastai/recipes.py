@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_recipes.ipynb #69c5296e
 from __future__ import annotations
-import dataclasses, json, os, re, shutil, time, warnings
+import dataclasses, json, math, os, re, shutil, time, warnings
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -12,7 +12,7 @@ from fastcore.basics import ifnone, listify
 from .core import *
 from .data import read_fer_items, load_items, balanced_subset, fer_dataloaders, named_augmentation, kfold_splits, split_role, class_weights, check_dataset
 from .archs import FER_ARCHS, get_arch, pretrained_weights_file
-from .runs import read_run
+from .runs import read_run, resolve_run
 from .learner import fer_learner, load_fer_learner, load_body, OPTIMIZERS
 from .train import train_fer
 from .evaluate import evaluate, evaluate_splits, EvalReport
@@ -32,7 +32,7 @@ class Recipe:
     description: str = ''
     arch: str = 'fer_vgg_m'      # a registered architecture (fer_vgg_m: a VGG made for 48 px faces)
     head: str = 'auto'           # a registered head; 'auto': fastai's for a pretrained body, else a pooled linear classifier
-    pretrained: bool = False     # ImageNet weights (torch hub cache)
+    pretrained: bool = False     # True: ImageNet weights (torch hub cache); a shipped model's name (`list_pretrained()`): its body
     weights: str = None          # or a face-pretrained / previously trained body (file or run folder)
     native: bool = None          # a 48 px stem for ResNet/VGG; None: below 96 px
     size: int = 48               # input size: 48 native, 224 upscaled as the ImageNet papers do
@@ -55,6 +55,7 @@ class Recipe:
     splitter: str = 'official'   # 'official', 'holdout' or 'kfold' (one fold, `fold`, of `n_folds`)
     fold: int = 0
     n_folds: int = 5
+    by_subject: bool = None      # keep each subject on one side of every split (default: when every face has a subject id)
     frozen_body: bool = False    # train the head only
     faces: bool = False          # crop faces first (fer_fastai.faces.crop_faces)
     scn: dict = field(default_factory=dict)
@@ -179,20 +180,30 @@ def _quicken(r:Recipe) -> Recipe:
 
 def _weights_used(r:Recipe, quick:bool):
     "(pretrained to pass, a record of the weights actually used)"
-    if r.weights: return False, f'file:{r.weights}'
+    if r.weights: return False, (f'shipped:{r.weights}' if resolve_run(r.weights) != Path(r.weights) else f'file:{r.weights}')
     if not r.pretrained: return False, 'random'
     if pretrained_weights_file(r.arch).is_file(): return True, 'imagenet'
     if quick: return False, 'random (ImageNet weights not in the torch hub cache)'
     return True, 'imagenet'  # fer_learner explains how to get them if they cannot be downloaded
 
+def _source_kw(r:Recipe, items) -> dict:
+    "Dataloader settings from the run (or shipped model) the body comes from: its normalisation, so the new faces look like what it learnt on, and its emotion order when the data has the same emotions, so its head starts trained"
+    if r.weights is None or not (resolve_run(r.weights)/'model.json').is_file(): return {}
+    cfg = read_run(r.weights)
+    kw = dict(stats=(cfg.mean, cfg.std)) if cfg.mean is not None else {}
+    if set(items.label.dropna()) == set(cfg.vocab): kw['vocab'] = cfg.vocab
+    return kw
+
 def _dls(r:Recipe, items, pretrained, **kwargs):
     return fer_dataloaders(items, size=r.size, aug=named_augmentation(r.aug, r.size, r.erasing), normalize='imagenet' if pretrained else 'dataset',
                            bs=r.bs, max_per_class=r.max_per_class, splitter=r.splitter, fold=r.fold, n_folds=r.n_folds, seed=r.seed, device=r.device,
-                           check=False, **kwargs)  # run_recipe checked the data once, for the whole run
+                           by_subject=r.by_subject, check=False, **_source_kw(r, items), **kwargs)  # run_recipe checked the data once, for the whole run
 
 _PRECISION = {'auto': 'auto', 'bf16': True, 'float32': False}
 
 def _learner(r:Recipe, dls, pretrained, arch=None, head=None):
+    if len(dls.train) == 0:
+        raise FERSettingError(f"bs {r.bs} is more than the {dls.fer.get('n_train', len(dls.train_ds))} training faces: not one batch to train on; lower --bs.")
     cw = None
     if r.class_weights: cw = class_weights(dls.items.label.iloc[:dls.fer['n_train']], dls.vocab, r.class_weights)
     w = r.weights
@@ -210,9 +221,10 @@ def _learner(r:Recipe, dls, pretrained, arch=None, head=None):
         distill(learn, [load_fer_learner(m, data=dls.items, bs=256, device=r.device, verbose=False) for m in r.teachers], alpha=r.distill_alpha, T=r.distill_t)
     return learn
 
-def _fit(r:Recipe, learn, out, pretrained, plots:bool=False):
+def _fit(r:Recipe, learn, out, pretrained, plots:bool=False, keep_best:bool=True):
     "Train `learn` by the recipe: train_fer's stages, or the head only for a frozen body"
-    kw = dict(lr=r.lr, schedule=r.schedule, plateau_patience=r.plateau_patience, patience=r.patience, out=out, show_plot=plots, lr_find_iters=r.lr_find_iters)
+    kw = dict(lr=r.lr, schedule=r.schedule, plateau_patience=r.plateau_patience, patience=r.patience, out=out, show_plot=plots, lr_find_iters=r.lr_find_iters,
+              keep_best=keep_best)
     if r.frozen_body: return train_fer(learn, epochs=0, freeze_epochs=r.epochs, body_pretrained=True, **kw)
     return train_fer(learn, epochs=r.epochs, freeze_epochs=r.freeze_epochs, body_pretrained=bool(pretrained or r.weights), **kw)
 
@@ -281,13 +293,14 @@ def _crop_faces_items(r, data, items, out):
 def _run_kfold(r, items, pretrained, out, extra, plots):
     def fit_fold(dls, k):
         learn = _learner(r, dls, pretrained)
-        with learn.no_bar(): _fit(r, learn, Path(out)/f'fold{k}', pretrained, plots)
+        # the held-out fold is the test: the schedule is fixed in advance and its last epoch reported, no epoch chosen on the fold
+        with learn.no_bar(): _fit(r, learn, Path(out)/f'fold{k}', pretrained, plots, keep_best=False)
         reps = _evaluate_all(learn)
         valid = next(rep for s, rep in reps.items() if split_role(s) != 'test' or s == 'valid')
         test = next((rep for s, rep in reps.items() if split_role(s) == 'test'), None)
         return dict(valid_acc=valid.accuracy, valid_macro_f1=valid.macro_f1, **({} if test is None else dict(test_acc=test.accuracy, test_macro_f1=test.macro_f1)))
-    folds, stats = cross_validate(fit_fold, items, r.n_folds, seed=r.seed, size=r.size, aug=named_augmentation(r.aug, r.size, r.erasing),
-                                  normalize='imagenet' if pretrained else 'dataset', bs=r.bs, max_per_class=r.max_per_class, device=r.device)
+    folds, stats = cross_validate(fit_fold, items, r.n_folds, seed=r.seed, by_subject=r.by_subject, size=r.size, aug=named_augmentation(r.aug, r.size, r.erasing),
+                                  normalize='imagenet' if pretrained else 'dataset', **_source_kw(r, items), bs=r.bs, max_per_class=r.max_per_class, device=r.device)
     folds.to_csv(Path(out)/'folds.csv')
     print(folds.round(4).to_string()); print({k: _pm(*v) for k, v in stats.items()})
     extra['folds'] = folds.reset_index().to_dict(orient='records'); extra['cv'] = stats
@@ -371,20 +384,48 @@ def _describe(r:Recipe, learn, pretrained) -> str:
             f"device {learn.dls.device}, {fer['precision']} training, {r.aug} augmentation" + (f' + random erasing {r.erasing}' if r.erasing else '')
             + (f', distilled from {len(r.teachers)} run(s)' if r.teachers else ''))
 
+def _check_ranges(r:Recipe):
+    "Each numeric setting within what training can use, or a `FERSettingError` naming the option and its range"
+    def need(ok, name, what, value):
+        if not ok: raise FERSettingError(f'{name.replace("_", "-")} must be {what}, not {value!r}.')
+    def is_int(v): return isinstance(v, int) and not isinstance(v, bool)
+    for name in ('epochs', 'freeze_epochs'): need(is_int(getattr(r, name)) and getattr(r, name) >= 0, name, 'a whole number of epochs, 0 or more', getattr(r, name))
+    body_first = bool(r.pretrained or r.weights) and r.freeze_epochs > 0
+    if r.protocol != 'ensemble' and r.epochs == 0 and not body_first:
+        raise FERSettingError(f'epochs is 0{" and freeze-epochs " + str(r.freeze_epochs) if r.freeze_epochs else ""}: nothing would be trained '
+                              '(freeze-epochs counts only for a pretrained body); give --epochs 1 or more.')
+    need(is_int(r.bs) and r.bs >= 1, 'bs', 'a batch size of 1 or more', r.bs)
+    need(r.lr is None or (isinstance(r.lr, (int, float)) and math.isfinite(r.lr) and r.lr > 0), 'lr', 'a positive learning rate (or left out: lr_find)', r.lr)
+    need(r.wd is None or (isinstance(r.wd, (int, float)) and math.isfinite(r.wd) and r.wd >= 0), 'wd', 'a weight decay of 0 or more', r.wd)
+    need(r.max_per_class is None or (is_int(r.max_per_class) and r.max_per_class >= 1), 'max_per_class', 'a number of faces of 1 or more', r.max_per_class)
+    need(is_int(r.size) and 8 <= r.size <= 1024, 'size', 'an input size from 8 to 1024 pixels', r.size)
+    need(is_int(r.n_folds) and r.n_folds >= 2, 'n_folds', 'a number of folds of 2 or more', r.n_folds)
+    need(is_int(r.fold) and 0 <= r.fold < r.n_folds, 'fold', f'a fold from 0 to {r.n_folds - 1} (n-folds {r.n_folds})', r.fold)
+    need(is_int(r.seed) and 0 <= r.seed < 2**32, 'seed', 'a whole number from 0 to 2**32 - 1', r.seed)
+    need(isinstance(r.label_smoothing, (int, float)) and 0 <= r.label_smoothing < 1, 'label_smoothing', 'from 0 (none) to below 1', r.label_smoothing)
+    need(r.patience is None or (is_int(r.patience) and r.patience >= 1), 'patience', 'a number of epochs of 1 or more', r.patience)
+    need(is_int(r.plateau_patience) and r.plateau_patience >= 1, 'plateau_patience', 'a number of epochs of 1 or more', r.plateau_patience)
+    need(is_int(r.lr_find_iters) and r.lr_find_iters >= 2, 'lr_find_iters', 'a number of iterations of 2 or more', r.lr_find_iters)
+    need(is_int(r.tta_crops) and 0 <= r.tta_crops <= 8, 'crops', 'from 0 to 8', r.tta_crops)
+    if r.device is not None: choose_device(r.device)  # a device this machine does not have fails here
+
 def _check(r:Recipe):
     "Fail before any data is read: a misspelt architecture, impossible weights, a setting out of range, a teacher that is no run"
+    _check_ranges(r)
     if r.protocol != 'ensemble': get_arch(r.arch)
-    if r.pretrained and r.arch in FER_ARCHS: pretrained_weights_file(r.arch)  # raises: no ImageNet weights
+    if r.pretrained is True and r.arch in FER_ARCHS: pretrained_weights_file(r.arch)  # raises: no ImageNet weights
     if not 0 <= r.erasing <= 1: raise FERModelError(f'erasing is a probability per face, between 0 and 1, not {r.erasing}')
     if r.teachers and not (0 < r.distill_alpha <= 1 and r.distill_t > 0):
         raise FERModelError(f'distill_alpha must be in (0, 1] and distill_t positive, not {r.distill_alpha} and {r.distill_t}')
     for m in r.teachers: read_run(m)
 
-def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False):
+def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False, read:dict=None):
     "(result record, learner) of recipe `r` (already shrunk when `quick`)"
     t0 = time.time()
     _check(r)
-    items = read_fer_items(data)  # a missing dataset fails before the run folder is made
+    items = read_fer_items(data, **(read or {}))  # a missing dataset fails before the run folder is made
+    emotions = sorted(set(items.label.dropna()))
+    if len(emotions) < 2: raise FERDataError(f'The data has {len(emotions)} emotion(s) ({", ".join(emotions) or "none"}): a classifier needs at least two.')
     out = prepare_run_folder(ifnone(out, _default_out(r, quick)), overwrite)
     pretrained, weights_used = _weights_used(r, quick)
     if r.pretrained and not pretrained and r.weights is None: print(f'{r.name}: ImageNet weights for {r.arch} are not cached; quick run from random weights.')
@@ -416,7 +457,6 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False):
         training = dict(settings, quick=quick, teachers=[str(m) for m in r.teachers] or None, **extra.get('training', {}),
                         torch_threads=torch.get_num_threads(), hardware=hardware(), total_time_s=time.time() - t0)
         learn.save_run(out, recipe=r.name, weights_used=weights_used, metrics=extra['reports'], training=training)
-        shutil.rmtree(out/'models', ignore_errors=True)  # the best checkpoint is model.pth now
     (out/'results.json').write_text(json.dumps(res, indent=2, default=str))
     if 'reports' in extra: print(pd.DataFrame(extra['reports'].values()).set_index('split').round(4).to_string())
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else v
@@ -424,13 +464,34 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False):
           f"({res['wall_time_s']:.0f}s on {res['hardware']}) -> {out}")
     return res, learn
 
-def run_recipe(name='default', data=None, out=None, quick:bool=False, overwrite:bool=False, plots:bool=False, **overrides) -> dict:
+def _from_shipped(r:Recipe, overrides:dict) -> Recipe:
+    "`pretrained=NAME` of a shipped model: the body starts from its weights, on its architecture"
+    if not isinstance(r.pretrained, str): return r
+    if r.weights is not None: raise FERModelError(f'Give pretrained={r.pretrained!r} or weights={r.weights!r}, not both: both say where the body starts.')
+    cfg = read_run(r.pretrained)  # an unknown name lists the shipped models
+    if 'arch' in overrides and get_arch(overrides['arch'])[0] != cfg.arch:
+        raise FERModelError(f"The shipped model {r.pretrained!r} is a {cfg.arch}: leave --arch out, or pass --arch {cfg.arch}.")
+    return replace(r, weights=r.pretrained, pretrained=False, arch=cfg.arch, native=cfg.native, size=cfg.size)
+
+def run_recipe(name='default', # a registered recipe (`list_recipes()`), or a `Recipe`
+               data=None, # FER2013 folder or CSV, a labelled image folder, or an items table (default: FER2013)
+               out=None, # the run folder (default: runs/fer2013_ARCH, or runs/recipes/NAME)
+               quick:bool=False, # shrink the recipe to `QUICK` first (the settings given still win)
+               overwrite:bool=False, # replace a run already in `out`
+               plots:bool=False, # save the lr_find plots
+               read:dict=None, # options of the image-folder reader: `label_pattern`, `subject_pattern`
+               **overrides) -> dict:
     "Train and evaluate recipe `name` (with `overrides`; shrunk to `QUICK` first if `quick`) on `data` (default FER2013) into run folder `out`; the result record"
     r = get_recipe(name, **overrides)  # an unknown setting, or one the recipe would ignore, fails here
     if quick: r = replace(_quicken(get_recipe(name)), **overrides)  # what the user set wins over QUICK
-    return _run(r, data, out, quick, overwrite, plots)[0]
+    return _run(_from_shipped(r, overrides), data, out, quick, overwrite, plots, read)[0]
 
-def cross_dataset_eval(run, data, split=None, bs:int=128, device=None) -> EvalReport:
+def cross_dataset_eval(run, # a run folder, or a shipped model's name
+                       data, # a labelled dataset: a folder, a CSV or an items table
+                       split=None, # only this split of `data`
+                       bs:int=128, # batch size
+                       device=None, # default: `choose_device()`
+                      ) -> EvalReport:
     "Evaluate the model of run folder `run` on another labelled dataset `data` (labels mapped through the alias table); unknown emotions are reported"
     meta = read_run(run)
     items = read_fer_items(data)
@@ -445,5 +506,5 @@ def cross_dataset_eval(run, data, split=None, bs:int=128, device=None) -> EvalRe
         warnings.filterwarnings('ignore', message='The validation split has no items of')
         learn = load_fer_learner(run, data=k, bs=max(1, min(bs, len(k) - 1)), device=device, verbose=False)
     rep = evaluate(learn, items.assign(split=items.split.fillna('data')), bs=bs)
-    rep.name = f'{Path(str(data)).name}' + (f' {split}' if split else '')
+    rep.name = (Path(data).name if isinstance(data, (str, Path)) else 'data') + (f' {split}' if split else '')
     return rep

@@ -4,17 +4,19 @@
 
 # %% ../nbs/03_runs.ipynb #be658e7f
 from __future__ import annotations
-import dataclasses, json, math
+import dataclasses, hashlib, importlib.resources, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from PIL import Image
+from fastcore.basics import ifnone
 from .core import *
 from .archs import create_fer_model, get_arch, HEADS
 
 # %% auto #0
-__all__ = ['CONFIG_VERSION', 'MAX_SIZE', 'RunConfig', 'load_state_dict_file', 'load_matching', 'save_run', 'read_run',
-           'load_run_model']
+__all__ = ['CONFIG_VERSION', 'MAX_SIZE', 'PRETRAINED_DIR', 'RunConfig', 'list_pretrained', 'pretrained_card', 'pretrained_path',
+           'resolve_run', 'load_state_dict_file', 'load_matching', 'save_run', 'read_run', 'load_run_model', 'ship_run',
+           'card_markdown']
 
 # %% ../nbs/03_runs.ipynb #000a7055
 CONFIG_VERSION = 1
@@ -94,11 +96,60 @@ class RunConfig:
             x = (x - torch.tensor(self.mean).view(1, -1, 1, 1)) / torch.tensor(self.std).view(1, -1, 1, 1)
         return x
 
+# %% ../nbs/03_runs.ipynb #9bd97568
+PRETRAINED_DIR = Path(str(importlib.resources.files('fer_fastai')))/'pretrained'  # the shipped models, one folder each
+
+def _sha256(path, chunk=1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    return h.hexdigest()
+
+def list_pretrained() -> list:
+    "Names of the models shipped in the package (`fer_fastai/pretrained/NAME/card.json`)"
+    return sorted(f.parent.name for f in PRETRAINED_DIR.glob('*/card.json')) if PRETRAINED_DIR.is_dir() else []
+
+# %% ../nbs/03_runs.ipynb #a5b9e106
+def pretrained_card(name:str # a shipped model's name (`list_pretrained()`)
+                   ) -> dict:
+    "The model card of shipped model `name`: how it was trained, its accuracy, its limits, its weights' sha256"
+    if not isinstance(name, str) or name not in list_pretrained():
+        raise FERModelError(f"No shipped model {name!r}. Shipped models: {', '.join(list_pretrained()) or 'none'} "
+                            "(fer_fastai.runs.list_pretrained()); or pass a run folder written by `fer_fastai train`.")
+    try: return json.loads((PRETRAINED_DIR/name/'card.json').read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FERModelError(f"The model card {PRETRAINED_DIR/name/'card.json'} is not valid JSON ({e}): reinstall fer_fastai.") from None
+
+# %% ../nbs/03_runs.ipynb #9c73a8c7
+_VERIFIED = {}  # (file, size, mtime) -> sha256 already checked in this process
+
+def pretrained_path(name:str # a shipped model's name (`list_pretrained()`)
+                   ) -> Path:
+    "The folder of shipped model `name`, once its weights' sha256 matches its model card"
+    card, folder = pretrained_card(name), PRETRAINED_DIR/name
+    f, want = folder/'model.pth', card.get('sha256')
+    if not f.is_file(): raise FERModelError(f"Shipped model {name!r} has no weights file {f}: the installation is incomplete; reinstall fer_fastai.")
+    st = f.stat(); key = (str(f), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) != want:
+        got = _sha256(f)
+        if got != want:
+            raise FERModelError(f"Refusing {f}: its sha256 is {got}, but the model card of {name!r} expects {want}. The file is corrupt "
+                                "or was changed; reinstall fer_fastai (pip install --force-reinstall fer_fastai, or git checkout the file).")
+        _VERIFIED[key] = got
+    return folder
+
+# %% ../nbs/03_runs.ipynb #d45d1c7d
+def resolve_run(run # a run folder, a weights file, or a shipped model's name
+               ) -> Path:
+    "The path of `run`: a folder or file as it is; a shipped model's name as its checked folder in the package"
+    if isinstance(run, str) and not (Path(run)/'model.json').is_file() and run in list_pretrained(): return pretrained_path(run)
+    return Path(run)
+
 # %% ../nbs/03_runs.ipynb #2e208d53
 def load_state_dict_file(path # a weights file, or a run folder (its model.pth)
                         ) -> tuple:
     "`(state dict, RunConfig or None)` of `path`, read weights-only: no code in the file runs"
-    path = Path(path)
+    path = resolve_run(path)
     if path.is_dir(): path = path/'model.pth'
     if not path.is_file(): raise FERModelError(f'Weights file {str(path)!r} does not exist.')
     try: sd = torch.load(path, map_location='cpu', weights_only=True)
@@ -151,19 +202,64 @@ def save_run(path, # the run folder to write (created if needed)
     (path/'model.json').write_text(json.dumps(config.to_dict(), indent=2, default=str))
     return path
 
-def read_run(path # a run folder written by `save_run` / `fer_fastai train`
+def read_run(path # a run folder written by `save_run` / `fer_fastai train`, or a shipped model's name
             ) -> RunConfig:
-    "The checked `RunConfig` of run folder `path`"
-    f = Path(path)/'model.json'
+    "The checked `RunConfig` of run folder `path` (or of a shipped model: `list_pretrained()`)"
+    f = resolve_run(path)/'model.json'
     if not f.is_file(): raise FERModelError(f'{str(path)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
     return _read_config(f)
 
-def load_run_model(path, # a run folder
+def load_run_model(path, # a run folder, or a shipped model's name (`list_pretrained()`)
                    device=None, # where to put the model (default: `choose_device()`)
                   ) -> tuple:
     "`(model, config)` of run folder `path`: the model in eval mode on `device`"
+    path = resolve_run(path)
     config = read_run(path)
     sd, _ = load_state_dict_file(Path(path)/'model.pth')
     model = create_fer_model(config.arch, len(config.vocab), config.n_channels, pretrained=False, native=config.native, head=config.head, ps=config.ps)
     load_matching(model, sd, f'the {config.arch} model described by model.json')
     return model.to(choose_device(device)).eval(), config
+
+# %% ../nbs/03_runs.ipynb #1d461ae1
+def ship_run(run, # a run folder written by `fer_fastai train`
+             name:str, # the shipped model's name
+             card:dict=None, # the rest of the model card: command, data, protocol, seed, hardware, time, metrics, limits...
+             root=None, # where the shipped models live (default: `PRETRAINED_DIR`, inside the package)
+            ) -> Path:
+    "Write run folder `run` as shipped model `name`: half-precision weights, its `model.json`, and `card.json` with the weights' sha256"
+    root = Path(ifnone(root, PRETRAINED_DIR)); dest = root/name
+    config = read_run(run)
+    sd, _ = load_state_dict_file(Path(run)/'model.pth')
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, dest/'model.pth')
+    (dest/'model.json').write_text(json.dumps(dataclasses.replace(config, fer_fastai_version=_version()).to_dict(), indent=2, default=str))
+    f = dest/'model.pth'
+    full = dict(name=name, arch=config.arch, vocab=config.vocab, input=f'{config.size}x{config.size} {"gray" if config.n_channels == 1 else "RGB"}',
+                **(card or {}), weights=dict(file='model.pth', dtype='float16', bytes=f.stat().st_size), sha256=_sha256(f),
+                fer_fastai_version=_version())
+    (dest/'card.json').write_text(json.dumps(full, indent=2, default=str))
+    return dest
+
+# %% ../nbs/03_runs.ipynb #fa53a8f7
+def _pct(v): return '' if v is None else f'{100 * v:.1f}%'
+
+def card_markdown(card:dict # a model card (`pretrained_card`)
+                 ) -> str:
+    "The model card as a markdown page"
+    m = card.get('metrics', {})
+    rows = [f"| {split} | {_pct(r.get('accuracy'))} | {_pct(r.get('macro_f1'))} | {_pct(r.get('tta_accuracy'))} | {_pct(r.get('tta_macro_f1'))} |"
+            for split, r in m.items()]
+    recall = card.get('per_class_recall', {})
+    out = [f"# Model card: `{card['name']}`", '', card.get('summary', ''), '',
+           f"- **Architecture**: `{card['arch']}`, input {card.get('input', '')}, emotions: {', '.join(card.get('vocab', []))}",
+           f"- **Weights**: `{card['weights']['file']}`, {card['weights']['dtype']}, {card['weights']['bytes'] / 1e6:.1f} MB, sha256 `{card['sha256']}`",
+           f"- **Trained with**: `{card.get('command', '')}`",
+           f"- **Data**: {card.get('data', '')}", f"- **Protocol**: {card.get('protocol', '')}",
+           f"- **Seed**: {card.get('seed')}; **hardware**: {card.get('hardware', '')}; **training time**: {card.get('train_time_s', 0) / 60:.0f} min",
+           f"- **fer_fastai**: {card.get('fer_fastai_version')}", '',
+           '| split | accuracy | macro-F1 | accuracy, TTA | macro-F1, TTA |', '|---|---|---|---|---|', *rows, '']
+    if recall:
+        out += [f"Per-class recall on {card.get('recall_split', 'PrivateTest')} (no TTA):", '',
+                '| ' + ' | '.join(recall) + ' |', '|' + '---|' * len(recall), '| ' + ' | '.join(_pct(v) for v in recall.values()) + ' |', '']
+    if card.get('limits'): out += ['Known limits:', '', *[f'- {l}' for l in card['limits']], '']
+    return '\n'.join(out)

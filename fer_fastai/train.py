@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #39bdb5cc
 from __future__ import annotations
-import json, math, time, tempfile, warnings
+import json, math, shutil, time, tempfile, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -95,10 +95,11 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
               schedule:str='one_cycle',  # 'one_cycle' (fit_one_cycle) or 'plateau' (fit, lr / 10 on a valid_loss plateau)
               plateau_patience:int=3,    # epochs without improvement before the lr drops ('plateau')
               lr_find_iters:int=100,     # iterations of each lr_find
-              out=None,                  # folder for best.pth, history.csv and the lr_find plots (default: a temporary one)
+              out=None,                  # folder for history.csv and the lr_find plots (default: a temporary one)
               show_plot:bool=True,       # show (and save to `out`) the lr_find curves
               body_pretrained:bool=None, # whether to freeze the body first (default: from the learner's `pretrained`/`weights`)
               lr_bounds=None,            # `(low, high)` that clamps lr_find's suggestion (default: by architecture and stage)
+              keep_best:bool=True,       # keep the best epoch's weights by `monitor`; False: the last epoch's (a schedule fixed in advance, for a validation set that is the test)
              ) -> TrainingRun:
     "The fastai recipe on `learn`: lr_find, frozen fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice); returns the run record"
     if schedule not in ('one_cycle', 'plateau'): raise ValueError(f"schedule must be 'one_cycle' or 'plateau', not {schedule!r}")
@@ -115,10 +116,14 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
     out = Path(out) if out is not None else None
     if out is not None: out.mkdir(parents=True, exist_ok=True)
     learn.path = out if out is not None else Path(tempfile.mkdtemp())
+    # the best epoch's checkpoint goes to a fresh private folder, removed at the end: fastai reloads it with torch.load,
+    # so a file planted in `out` (out/models/best.pth) must never be what it reads
+    ckpt, model_dir = Path(tempfile.mkdtemp(prefix='fer_fastai_best_')), learn.model_dir
+    learn.model_dir = ckpt
     # one shared tracker (reset_on_fit=False): the best model is the best over both stages
     keep = _KeepBest(monitor=monitor, fname='best', reset_on_fit=False)
     nan = _NaNWatch()
-    cbs = [keep, nan, TerminateOnNaNCallback()]
+    cbs = ([keep] if keep_best else []) + [nan, TerminateOnNaNCallback()]
     if out is not None: cbs.append(CSVLogger(fname='history.csv', append=True))  # relative to learn.path, which is `out`
     if patience: cbs.append(EarlyStoppingCallback(monitor=monitor, patience=patience, reset_on_fit=True))
     if schedule == 'plateau': cbs.append(ReduceLROnPlateau(monitor='valid_loss', patience=plateau_patience, factor=10.))
@@ -162,11 +167,12 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
             rec.stages.append(dict(stage='lr_find', lr=lr1))
             _fit(epochs, lr1, 'all layers')
     finally:
+        learn.model_dir = model_dir; shutil.rmtree(ckpt, ignore_errors=True)
         rec.wall_time_s = time.time() - t0
         hist = rec.history = pd.DataFrame(rec.history)
         if len(hist) and monitor in hist:
             best = hist[monitor].idxmin() if 'loss' in monitor else hist[monitor].idxmax()
-            rec.best_epoch = int(hist.loc[best, 'epoch'])
+            rec.best_epoch = int(hist.loc[best if keep_best else hist.index[-1], 'epoch'])
     vals = learn.validate()
     rec.final = {n: float(v) for n, v in zip(metric_names, vals)}
     print(f'Done in {rec.wall_time_s:.0f}s on {rec.device}; best epoch {rec.best_epoch}; ' +

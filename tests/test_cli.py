@@ -52,7 +52,9 @@ def test_version():
     (['train', '--recipe', 'resnet9000'], "argument --recipe: invalid choice: 'resnet9000'"),
     (['train', '--erasing', '2'], 'argument --erasing: 2.0 is not a probability per face'),
     (['cam', 'face.png', '--model', 'runs/x', '--method', 'smoothgrad'], "argument --method: invalid choice: 'smoothgrad'"),
-    (['predict', 'face.png'], 'the following arguments are required: --model'),
+    (['predict', '--model', 'fer2013'], 'the following arguments are required: PATH'),
+    (['predict', 'face.png', '--fmt', 'xml'], "argument --fmt: invalid choice: 'xml'"),
+    (['predict', 'clip.mp4', '--every', '0'], 'argument --every: 0 is not 1 or more'),
     (['bogus'], "invalid choice: 'bogus'"),
 ])
 def test_a_bad_choice_fails_before_any_heavy_import(args, msg):
@@ -67,6 +69,8 @@ def test_the_parser_choices_are_the_registries():
     from fer_fastai.cam import CAM_METHODS
     assert cli.RECIPE_NAMES == tuple(RECIPES) and set(cli.HEAD_NAMES) == {'auto', *HEADS} and cli.AUG_NAMES == tuple(AUG_PRESETS)
     assert set(cli.CAM_METHOD_NAMES) == {'cam', 'occlusion', *CAM_METHODS}
+    from fer_fastai.core import DEFAULT_MODEL
+    assert cli.DEFAULT_MODEL == DEFAULT_MODEL
 
 def test_options_override_the_recipe_and_quick(tiny_data, tmp_path):
     "`train --recipe scn_resnet18 --epochs 3 --quick`: 3 epochs (the recipe says 40, QUICK 4); what was not given stays the recipe's"

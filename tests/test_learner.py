@@ -229,3 +229,18 @@ def test_hostile_run_configs_are_refused(small_dls, tmp_path):
         with pytest.raises(FERModelError, match=msg): load_run_model(run)
     (run/'model.json').write_text('[1, 2]')
     with pytest.raises(FERModelError, match='JSON object'): read_run(run)
+
+
+def test_a_planted_checkpoint_is_never_loaded(small_dls, tmp_path):
+    "A pickle planted as OUT/models/best.pth does not run when training into OUT diverges (checkpoints live in a private folder)"
+    import pickle
+    marker = tmp_path/'PWNED'
+    class Evil:
+        def __reduce__(self): return (open, (str(marker), 'w'))
+    (tmp_path/'out'/'models').mkdir(parents=True)
+    (tmp_path/'out'/'models'/'best.pth').write_bytes(pickle.dumps(Evil()))
+    learn = fer_learner(small_dls, 'fer_vgg_s')
+    with learn.no_bar(), learn.no_logging(), pytest.raises(FERError, match='NaN'):
+        train_fer(learn, epochs=1, lr=1e6, out=tmp_path/'out', show_plot=False)
+    assert not marker.exists()
+    assert (tmp_path/'out'/'models'/'best.pth').is_file()  # the user's file is left where it was

@@ -1,5 +1,5 @@
 "Recipes: the k-fold protocol, cross-validation and quick end-to-end runs"
-import os
+import os, re
 import numpy as np, pandas as pd, pytest, torch
 from fer_fastai.core import FERModelError
 from fer_fastai.recipes import RECIPES, run_recipe, cv_splits, cross_validate, get_recipe
@@ -37,3 +37,36 @@ def test_recipe_quick(name, fer_tiny, tmp_path):
     assert res['quick'] is True and res['hardware'] and (res['settings']['max_per_class'], res['settings']['epochs'], res['settings']['size']) == (6, 1, 48)
     assert (tmp_path/name/'results.json').is_file()
     if RECIPES[name].pretrained: assert res['weights'] in ('imagenet', 'random (ImageNet weights not in the torch hub cache)')
+
+
+@pytest.mark.parametrize('setting,msg', [
+    (dict(epochs=-1), 'epochs must be a whole number of epochs, 0 or more, not -1'),
+    (dict(epochs=0), 'nothing would be trained'),
+    (dict(lr=-1.), 'lr must be a positive learning rate'),
+    (dict(lr=float('nan')), 'lr must be a positive learning rate'),
+    (dict(max_per_class=0), 'max-per-class must be a number of faces of 1 or more'),
+    (dict(bs=0), 'bs must be a batch size of 1 or more'),
+    (dict(size=7), 'size must be an input size from 8 to 1024'),
+    (dict(splitter='kfold', fold=99), 'fold must be a fold from 0 to 4'),
+    (dict(seed=-1), 'seed must be a whole number'),
+    (dict(label_smoothing=5.), 'label-smoothing must be from 0 (none) to below 1'),
+    (dict(device='gpu0'), 'Unknown device'),
+])
+def test_absurd_settings_are_refused_before_any_data_is_read(setting, msg, tmp_path):
+    "Nothing is read or written: the error names the option and what it may be"
+    from fer_fastai.core import FERSettingError
+    with pytest.raises(FERSettingError, match=re.escape(msg)): run_recipe('default', data=tmp_path/'no_data_here', out=tmp_path/'run', **setting)
+    assert not (tmp_path/'run').exists()
+
+
+def test_no_cuda_and_too_large_a_batch_and_one_emotion(fer_tiny, tmp_path):
+    import torch
+    from fer_fastai.core import FERSettingError, FERDataError
+    from fer_fastai.data import read_fer_items
+    if not torch.cuda.is_available():
+        with pytest.raises(FERSettingError, match='no CUDA GPU'): run_recipe('default', data=fer_tiny, out=tmp_path/'a', device='cuda')
+    with pytest.raises(FERSettingError, match='not one batch to train on'):
+        run_recipe('default', data=fer_tiny, out=tmp_path/'b', bs=100000, epochs=1, lr=1e-3)
+    items = read_fer_items(fer_tiny)
+    with pytest.raises(FERDataError, match='a classifier needs at least two'):
+        run_recipe('default', data=items[items.label == 'happy'], out=tmp_path/'c', epochs=1, lr=1e-3)
