@@ -144,7 +144,7 @@ def _write_table(df:pd.DataFrame, out, failures=()):
     if out.suffix.lower() == '.json':
         out.write_text(json.dumps(dict(results=json.loads(df.to_json(orient='records')), n_failed=len(failures),
                                        failures=[dict(file=f, error=e) for f, e in failures]), indent=1))
-    elif out.suffix.lower() == '.csv': df.apply(lambda c: c.map(_csv_safe) if c.dtype == object else c).to_csv(out, index=False)
+    elif out.suffix.lower() == '.csv': df.apply(lambda c: c.map(_csv_safe) if c.dtype == object or pd.api.types.is_string_dtype(c) else c).to_csv(out, index=False)
     else: raise ValueError(f'Write results to a .csv or .json file, not {out.name!r}.')
     return out
 
