@@ -67,10 +67,10 @@ def main(argv=None):
                 protocol='trained on Training; the epoch with the best PublicTest accuracy kept; PrivateTest reported as it came out',
                 seed=tr.get('seed'), hardware=a.hardware or tr.get('hardware'), train_time_s=round(tr.get('total_time_s') or 0),
                 epochs=tr.get('epochs'), best_epoch=tr.get('best_epoch'), limits=LIMITS)
-    ship_run(a.run, a.name, card)
-    card.update(measure(a.name))
-    folder = ship_run(a.run, a.name, card)  # same weights, same sha256: now with the measured numbers
+    folder = ship_run(a.run, a.name, card)
     card = pretrained_card(a.name)
+    card.update(measure(a.name))  # the shipped half-precision weights, measured; the weights and their sha256 stay as written
+    (folder/'card.json').write_text(json.dumps(card, indent=2, default=str))
     page = HERE.parent/'nbs'/f'model_card_{a.name}.md'
     page.write_text('---\ntitle: "Model card: ' + a.name + '"\n---\n\n' + card_markdown(card).split('\n', 1)[1])
     print(json.dumps({k: card[k] for k in ('metrics', 'per_class_recall', 'check', 'sha256')}, indent=1))

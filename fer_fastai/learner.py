@@ -138,11 +138,10 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
     shipped = _shipped_model(pretrained)
     if shipped is not None:
         if weights is not None: raise FERModelError(f'Give pretrained={pretrained!r} or weights={str(weights)!r}, not both: both say where the body starts.')
-        ship_arch = read_run(shipped).arch
-        if arch is not None and get_arch(arch)[0] != ship_arch:
-            raise FERModelError(f"The shipped model {shipped!r} is a {ship_arch}, not a {get_arch(arch)[0]}: leave arch out or pass arch={ship_arch!r}.")
-        arch, weights = ship_arch, shipped
-        native = ifnone(native, read_run(shipped).native)
+        ship = read_run(shipped)
+        if arch is not None and get_arch(arch)[0] != ship.arch:
+            raise FERModelError(f"The shipped model {shipped!r} is a {ship.arch}, not a {get_arch(arch)[0]}: leave arch out or pass arch={ship.arch!r}.")
+        arch, weights, native = ship.arch, shipped, ifnone(native, ship.native)
     arch = ifnone(arch, 'fer_vgg_m')
     native = ifnone(native, size < 96)
     name, _ = get_arch(arch)
