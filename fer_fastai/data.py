@@ -141,7 +141,13 @@ def read_image_folder(path,                   # the folder: one subfolder per cl
     images, skipped = _image_files(path)
     if not images: raise FERDataError(f'No image files ({", ".join(sorted(IMAGE_EXTENSIONS))}) under {str(path)!r}.')
     split_names = {n.lower(): n for ns in SPLIT_ROLES.values() for n in ns}
-    lab_re, sub_re = (re.compile(p) if p else None for p in (label_pattern, subject_pattern))
+    def _compile(pattern, what, group):
+        if not pattern: return None
+        try: rx = re.compile(pattern)
+        except re.error as e: raise FERDataError(f'{what} {pattern!r} is not a regular expression ({e}).') from None
+        if rx.groups == 0: raise FERDataError(f"{what} {pattern!r} has no group: put the {group} in parentheses, e.g. '^([A-Z]+)\\.' (or name it (?P<{group}>...)).")
+        return rx
+    lab_re, sub_re = _compile(label_pattern, 'label_pattern', 'label'), _compile(subject_pattern, 'subject_pattern', 'subject')
     def _group(m): return m.group('label') if 'label' in m.re.groupindex else m.group(1)
     rows = []
     for f in images:

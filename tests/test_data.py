@@ -1,5 +1,5 @@
 "Data layer: readers, bad input, splits, weights, dataloaders; unit tests on made data and integration on FER2013"
-import warnings, os
+import re, warnings, os
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
@@ -136,3 +136,16 @@ def test_fer2013_batch(fer_items):
     assert xb.shape == (32, 1, 48, 48) and xb.dtype == torch.float32 and yb.dtype == torch.int64
     assert -4 < float(xb.min()) < -1 and 1 < float(xb.max()) < 4 and abs(float(xb.mean())) < 0.6   # dataset-normalised
     assert int(yb.max()) < 7 and len(dls.test_items) == 3589 and set(dls.test_items.split) == {'PrivateTest'}
+
+
+def test_bad_file_name_patterns_are_explained(tmp_path):
+    "A label or subject pattern that is not a regular expression, or has no group, is one clear error, not a traceback from re"
+    from PIL import Image
+    from fer_fastai.core import FERDataError
+    from fer_fastai.data import read_image_folder
+    Image.new('L', (48, 48)).save(tmp_path/'KA.AN1.39.png')
+    for kw, msg in [(dict(label_pattern='(['), 'is not a regular expression'), (dict(label_pattern=r'[A-Z]{2}\d'), 'has no group'),
+                    (dict(label_pattern=r'\.([A-Z]{2})\d', subject_pattern='^[A-Z]+'), 'subject_pattern')]:
+        with pytest.raises(FERDataError, match=re.escape(msg)): read_image_folder(tmp_path, **kw)
+    items = read_image_folder(tmp_path, label_pattern=r'\.([A-Z]{2})\d', subject_pattern=r'^([A-Z]+)\.')
+    assert (items.label.tolist(), items.subject.tolist()) == (['angry'], ['KA'])
