@@ -64,7 +64,9 @@ def read_fer2013_csv(path,              # the CSV file
     if on_bad not in ('raise', 'skip'): raise ValueError(f"on_bad must be 'raise' or 'skip', not {on_bad!r}")
     path = Path(path)
     if not path.is_file(): raise FERDataError(f'CSV file {str(path)!r} does not exist.')
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise FERDataError(f'{path.name} is not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else "empty"}); a FER2013 CSV has the columns emotion, pixels, Usage.') from None
     cols = {c.strip().lower(): c for c in df.columns}
     if 'pixels' not in cols:
         raise FERDataError(f'{path.name} has columns {list(df.columns)}; a FER2013 CSV needs `pixels` (and `emotion`, `Usage`).')

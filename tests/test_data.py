@@ -149,3 +149,11 @@ def test_bad_file_name_patterns_are_explained(tmp_path):
         with pytest.raises(FERDataError, match=re.escape(msg)): read_image_folder(tmp_path, **kw)
     items = read_image_folder(tmp_path, label_pattern=r'\.([A-Z]{2})\d', subject_pattern=r'^([A-Z]+)\.')
     assert (items.label.tolist(), items.subject.tolist()) == (['angry'], ['KA'])
+
+
+def test_empty_or_binary_csv_is_explained(tmp_path):
+    from fer_fastai.core import FERDataError
+    (tmp_path/'empty.csv').write_text('')
+    (tmp_path/'binary.csv').write_bytes(bytes(range(256)) * 40)
+    for f in ('empty.csv', 'binary.csv'):
+        with pytest.raises(FERDataError, match='a FER2013 CSV'): read_fer2013_csv(tmp_path/f)
