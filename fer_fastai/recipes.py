@@ -365,10 +365,12 @@ def _is_run_file(f:Path) -> bool:
 def prepare_run_folder(out, overwrite:bool=False) -> Path:
     "Make run folder `out`; one that already holds a run is refused unless `overwrite`, which removes only what a run writes"
     out = Path(out)
+    if out.exists() and not out.is_dir(): raise FERSettingError(f'The run folder {str(out)!r} is a file: choose another --out (out=).')
     if any((out/f).exists() for f in ('model.json', 'history.csv', 'results.json', 'folds.csv')):
         if not overwrite: raise FERDataError(f'{str(out)!r} already holds a run: pass --overwrite (overwrite=True) to replace it, or choose another --out.')
         for f in filter(_is_run_file, list(out.iterdir())): shutil.rmtree(f) if f.is_dir() else f.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise FERSettingError(f'Cannot make the run folder {str(out)!r} ({e.strerror or e}): choose a writable --out (out=).') from None
     return out
 
 def _default_out(r:Recipe, quick:bool) -> Path:

@@ -70,3 +70,12 @@ def test_no_cuda_and_too_large_a_batch_and_one_emotion(fer_tiny, tmp_path):
     items = read_fer_items(fer_tiny)
     with pytest.raises(FERDataError, match='a classifier needs at least two'):
         run_recipe('default', data=items[items.label == 'happy'], out=tmp_path/'c', epochs=1, lr=1e-3)
+
+
+def test_an_out_that_is_a_file_or_not_writable(tmp_path):
+    from fer_fastai.core import FERSettingError
+    from fer_fastai.recipes import prepare_run_folder
+    (tmp_path/'afile').write_text('mine')
+    with pytest.raises(FERSettingError, match='is a file'): prepare_run_folder(tmp_path/'afile')
+    assert (tmp_path/'afile').read_text() == 'mine'
+    with pytest.raises(FERSettingError, match='Cannot make the run folder'): prepare_run_folder(tmp_path/'afile'/'run')
