@@ -17,8 +17,9 @@ from .runs import RunConfig, load_run_model, pretrained_path
 from .faces import FaceImageError, YuNetDetector, read_image, detect_faces, crop_face, get_detector
 
 # %% auto #0
-__all__ = ['VIDEO_EXTENSIONS', 'FOURCC', 'FERVideoError', 'FERRecognizer', 'annotate', 'predict_folder', 'predict_video',
-           'UntrustedModelError', 'load_exported_learner', 'predict_paths']
+__all__ = ['VIDEO_EXTENSIONS', 'FOURCC', 'FERVideoError', 'FERRecognizer', 'annotate', 'predict_folder', 'open_video',
+           'predict_video', 'track_faces', 'video_summary', 'summary_text', 'plot_timeline', 'UntrustedModelError',
+           'load_exported_learner', 'predict_paths']
 
 # %% ../nbs/11_inference.ipynb #42605808
 class FERVideoError(FERError, ValueError):
@@ -176,9 +177,10 @@ def predict_folder(rec:FERRecognizer, folder, out=None, detect:bool=True, recurs
     return df
 
 # %% ../nbs/11_inference.ipynb #13eb194b
-FOURCC = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
+FOURCC = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG', '.webm': 'VP80'}  # .webm (VP8) plays in web browsers
 
-def _open_video(path):
+def open_video(path) -> cv2.VideoCapture:
+    "An open `cv2.VideoCapture` of `path`, or a `FERVideoError` that says why it cannot be read"
     path = Path(path)
     if not path.is_file(): raise FERVideoError(f'Video {str(path)!r} does not exist.')
     cap = cv2.VideoCapture(str(path))
@@ -199,7 +201,7 @@ def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=
                   verbose:bool=True) -> pd.DataFrame:
     "Emotions in every `every`-th frame of video `path`, streamed; optional per-frame CSV/JSON table and annotated video"
     if every < 1: raise FERSettingError(f'every must be 1 or more (every k-th frame), not {every}.')
-    cap = _open_video(path)
+    cap = open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.
     if not np.isfinite(fps) or fps <= 0 or fps > 1000: fps = 25.
     rows, writer, last, i, t0 = [], None, [], 0, time.perf_counter()
@@ -226,6 +228,90 @@ def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=
         print(f'{Path(path).name}: {i} frames read, {df.attrs["n_analysed"]} analysed, {int(df[df.face.notna()].frame.nunique())} with a face '
               f'({i / (time.perf_counter() - t0):.0f} frames/s)')
     return df
+
+# %% ../nbs/11_inference.ipynb #77287db4
+def _iou(a, b) -> float:
+    "Intersection over union of two boxes (x, y, w, h)"
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.
+
+def track_faces(df:pd.DataFrame, # a `predict_video` table
+                min_iou:float=0.3, # the least overlap of a face with a track's last box to join it
+                max_gap:int=2, # analysed frames a track may go unseen and still continue
+               ) -> pd.DataFrame:
+    "A copy of `df` with a `track` column: the faces of consecutive analysed frames linked by the overlap of their boxes"
+    out, tracks = df.copy(), []  # tracks: [last box, index of the analysed frame it was last seen in]
+    out['track'] = pd.array([pd.NA] * len(df), dtype='Int64')
+    for k, f in enumerate(sorted(df.frame.unique())):
+        rows = df.index[(df.frame == f) & df.face.notna()]
+        boxes = {r: tuple(df.loc[r, ['x', 'y', 'w', 'h']]) for r in rows}
+        pairs = sorted(((_iou(t[0], boxes[r]), ti, r) for ti, t in enumerate(tracks) if k - t[1] <= max_gap + 1 for r in rows), reverse=True)
+        used_t, used_r = set(), set()
+        for v, ti, r in pairs:
+            if v < min_iou: break
+            if ti in used_t or r in used_r: continue
+            used_t.add(ti); used_r.add(r)
+            tracks[ti] = [boxes[r], k]; out.at[r, 'track'] = ti
+        for r in rows:
+            if r not in used_r: out.at[r, 'track'] = len(tracks); tracks.append([boxes[r], k])
+    return out
+
+# %% ../nbs/11_inference.ipynb #586b4a5d
+def video_summary(df:pd.DataFrame, # a `predict_video` table (with or without `track_faces`'s column)
+                  **kwargs, # passed to `track_faces`
+                 ) -> pd.DataFrame:
+    "One row per face track and one for the whole video (`track` 'all'): first and last time seen, analysed frames, mean probabilities, dominant emotion"
+    t = df if 'track' in df else track_faces(df, **kwargs)
+    pcols = [c for c in df.columns if c.startswith('p_')]
+    faces = t[t.face.notna()]
+    groups = [(str(k), g) for k, g in faces.groupby('track')] + [('all', faces)]
+    rows = [dict(track=k, first_s=g.time_s.min() if len(g) else None, last_s=g.time_s.max() if len(g) else None,
+                 n_frames=int(g.frame.nunique()), **g[pcols].astype(float).mean()) for k, g in groups]
+    s = pd.DataFrame(rows, columns=['track', 'first_s', 'last_s', 'n_frames', *pcols])
+    seen = s.n_frames > 0
+    s['dominant'] = None; s['prob'] = np.nan
+    if seen.any():
+        s.loc[seen, 'dominant'] = s.loc[seen, pcols].idxmax(axis=1).str[2:]
+        s.loc[seen, 'prob'] = s.loc[seen, pcols].max(axis=1)
+    s.attrs.update(n_frames=df.attrs.get('n_frames'), n_analysed=int(df.frame.nunique()), n_with_face=int(faces.frame.nunique()))
+    return s
+
+def summary_text(summary:pd.DataFrame, # `video_summary`'s table
+                 name:str='video', # what to call the video
+                ) -> str:
+    "The summary in words: the dominant emotion of the whole video and of each face track"
+    a = summary.attrs
+    overall = summary.iloc[-1]
+    if overall.n_frames == 0: return f"{name}: no face in any of the {a.get('n_analysed', 0)} analysed frames"
+    tracks = summary.iloc[:-1]
+    lines = [f"{name}: {overall.dominant} overall ({overall.prob:.2f}); {len(tracks)} face track(s), a face in "
+             f"{a.get('n_with_face', overall.n_frames)} of {a.get('n_analysed', '?')} analysed frames"]
+    lines += [f"  track {r.track} ({r.first_s:.1f}-{r.last_s:.1f} s, {r.n_frames} frames): {r.dominant} ({r.prob:.2f})" for r in tracks.itertuples()]
+    return '\n'.join(lines)
+
+# %% ../nbs/11_inference.ipynb #e22cbb1e
+def plot_timeline(df:pd.DataFrame, # a `predict_video` table
+                  track=None, # one track's timeline (`track_faces`); None: the mean over the faces of each frame
+                  ax=None, # a matplotlib axis (default: a new figure)
+                  figsize=(6, 2.4), # its size
+                  title:str=None, # axis title
+                 ):
+    "The probability of each emotion against time in the video; the figure"
+    from matplotlib.figure import Figure
+    pcols = [c for c in df.columns if c.startswith('p_')]
+    if track is not None:
+        t = df if 'track' in df else track_faces(df)
+        df = t[t.track == track]
+    per_frame = df.groupby('time_s')[pcols].mean()  # frames without a face give NaN: gaps in the lines
+    if ax is None: fig = Figure(figsize=figsize); ax = fig.subplots()
+    for c in pcols: ax.plot(per_frame.index, per_frame[c].astype(float), '.-', label=c[2:], lw=1.5, ms=4)
+    ax.set_xlabel('time (s)'); ax.set_ylabel('probability'); ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if title: ax.set_title(title, fontsize=9)
+    ax.figure.subplots_adjust(left=0.1, right=0.8, bottom=0.22)
+    return ax.figure
 
 # %% ../nbs/11_inference.ipynb #a20d8bee
 class UntrustedModelError(FERError, PermissionError):
@@ -264,7 +350,11 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
                 failures += [(str(p/f), e) for f, e in df.attrs['failures']]
                 if df.attrs['n_images'] > len(df.attrs['failures']): done += 1
             elif p.suffix.lower() in VIDEO_EXTENSIONS:
-                predict_video(rec, p, every=every, out_csv=_unique(out/f'{p.stem}.{fmt}'), out_video=_unique(out/f'{p.stem}_annotated.mp4'), detect=detect)
+                vdf = predict_video(rec, p, every=every, out_csv=_unique(out/f'{p.stem}.{fmt}'), out_video=_unique(out/f'{p.stem}_annotated.mp4'), detect=detect)
+                summ = video_summary(vdf)
+                _write_table(summ, _unique(out/f'{p.stem}_summary.{fmt}'))
+                plot_timeline(vdf, title=p.name).savefig(_unique(out/f'{p.stem}_timeline.png'), dpi=100)
+                print(summary_text(summ, p.name))
                 done += 1
             elif not p.exists(): raise FileNotFoundError(f'{str(p)!r} does not exist.')
             else:

@@ -35,7 +35,7 @@ def trained_run(tmp_path_factory, fer_path):
 def test_help_lists_every_command_without_importing_torch():
     rc, out, heavy = _fresh('--help')
     assert rc == 0 and heavy == '[]', heavy
-    for name in ['train', 'evaluate', 'predict', 'cam', 'summary', 'recipes']:
+    for name in ['train', 'evaluate', 'predict', 'cam', 'demo', 'summary', 'recipes']:
         line = next(l for l in out.splitlines() if l.strip().startswith(name + ' '))
         assert len(line.split()) > 2, line  # the command and its one-line description
     rc, out, heavy = _fresh('train', '--help')

@@ -133,7 +133,7 @@ def test_predict_cli(trained, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert 'astronaut.jpg:' in p.stdout and 'missing.jpg' in p.stdout and 'failed' in p.stdout
-    assert sorted(f.name for f in out.iterdir()) == ['astronaut_annotated.jpg', 'clip.csv', 'clip_annotated.mp4', 'faces.csv', 'images.csv']
+    assert sorted(f.name for f in out.iterdir()) == ['astronaut_annotated.jpg', 'clip.csv', 'clip_annotated.mp4', 'clip_summary.csv', 'clip_timeline.png', 'faces.csv', 'images.csv']
     assert len(pd.read_csv(out/'clip.csv')) >= 3  # frames 0, 2, 4 (one row per face, or one row without a face)
     assert (pd.read_csv(out/'faces.csv').error.fillna('') != '').sum() == 1
     assert _count_frames(out/'clip_annotated.mp4') == 6
