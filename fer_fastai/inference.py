@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_inference.ipynb #f626de01
 from __future__ import annotations
-import json, sys, time
+import dataclasses, json, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, cv2
 from PIL import Image
@@ -13,13 +13,13 @@ from fastprogress.fastprogress import progress_bar
 from .core import *
 from .data import IMAGE_EXTENSIONS
 from fastcore.basics import ifnone
-from .runs import RunConfig, load_run_model, pretrained_path
+from .runs import RunConfig, load_run_model, read_run, pretrained_path
 from .faces import FaceImageError, YuNetDetector, read_image, detect_faces, crop_face, get_detector
 
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'FOURCC', 'FERVideoError', 'FERRecognizer', 'annotate', 'predict_folder', 'open_video',
            'predict_video', 'track_faces', 'video_summary', 'summary_text', 'plot_timeline', 'UntrustedModelError',
-           'load_exported_learner', 'predict_paths']
+           'load_exported_learner', 'predict_paths', 'OnnxModel', 'load_onnx_run', 'export_onnx']
 
 # %% ../nbs/11_inference.ipynb #42605808
 class FERVideoError(FERError, ValueError):
@@ -36,30 +36,37 @@ class FERRecognizer:
                  max_side:int=1024, # larger images are downscaled for detection
                  bs:int=128, # faces per model batch
                  device=None, # where a model given by name goes (default: CUDA if available)
+                 backend:str=None, # 'torch', or 'onnx' for a folder written by `export_onnx` (default: 'onnx' for such a folder, else 'torch')
+                 threads:int=None, # onnxruntime's threads (default: its own choice)
                 ):
         if model is None or isinstance(model, (str, Path)):
             if config is not None: raise FERModelError('Pass config= only with a model object: a run folder or shipped model brings its own.')
-            model, config = load_run_model(ifnone(model, DEFAULT_MODEL), device)
+            model = ifnone(model, DEFAULT_MODEL)
+            if backend is None: backend = 'onnx' if (Path(model)/'model.onnx').is_file() and not (Path(model)/'model.pth').is_file() else 'torch'
+            if backend == 'onnx': model, config = load_onnx_run(model, threads)
+            elif backend == 'torch': model, config = load_run_model(model, device)
+            else: raise FERSettingError(f"backend must be 'torch' or 'onnx', not {backend!r}.")
         if not isinstance(config, RunConfig): raise FERModelError(f'FERRecognizer needs a RunConfig (fer_fastai.runs.read_run), not {type(config).__name__}.')
         self.model, self.config = model.eval(), config
         self.vocab, self.size = list(config.vocab), config.size
         self.mode = 'L' if config.n_channels == 1 else 'RGB'
-        self.device = next(model.parameters()).device
+        self.device = getattr(model, 'device', None) or next(model.parameters()).device  # an `OnnxModel` says where it runs
         self.detector, self.margin, self.align, self.min_size, self.max_side, self.bs = detector, margin, align, min_size, max_side, bs
         get_detector(detector)  # a bad detector fails now
 
     @classmethod
     def from_run(cls, path, device=None, detector='haar', **kwargs):
-        "A recognizer for the run folder `path` (`model.pth` + `model.json`), or a shipped model's name, on `device` (default: CUDA if available)"
-        model, config = load_run_model(path, device)
-        return cls(model, config, detector=detector, **kwargs)
+        "A recognizer for the run folder `path` (`model.pth` + `model.json`, or `export_onnx`'s `model.onnx` + `model.json`), or a shipped model's name, on `device` (default: CUDA if available)"
+        return cls(path, device=device, detector=detector, **kwargs)
 
     @classmethod
     def from_pretrained(cls, name:str=DEFAULT_MODEL, device=None, detector='haar', **kwargs):
         "A recognizer for the model `name` shipped in the package (`list_pretrained()`), offline"
         return cls.from_run(pretrained_path(name), device, detector=detector, **kwargs)
 
-    def __repr__(self): return f'FERRecognizer({self.config.arch}, {len(self.vocab)} emotions, {self.size}px {self.mode}, {self.device}, detector={self.detector!r})'
+    def __repr__(self):
+        where = getattr(self.model, 'runtime', self.device)
+        return f'FERRecognizer({self.config.arch}, {len(self.vocab)} emotions, {self.size}px {self.mode}, {where}, detector={self.detector!r})'
 
     def preprocess(self, faces) -> torch.Tensor:
         "A normalised batch `(n, channels, size, size)` from face images (PIL images or arrays)"
@@ -198,25 +205,37 @@ def _video_writer(path, fps, size):
     return wr
 
 def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=None, detect:bool=True, max_frames:int=None,
-                  verbose:bool=True) -> pd.DataFrame:
-    "Emotions in every `every`-th frame of video `path`, streamed; optional per-frame CSV/JSON table and annotated video"
+                  batch:int=8, verbose:bool=True) -> pd.DataFrame:
+    "Emotions in every `every`-th frame of video `path`, streamed, the faces of `batch` analysed frames in one model batch; optional per-frame CSV/JSON table and annotated video"
     if every < 1: raise FERSettingError(f'every must be 1 or more (every k-th frame), not {every}.')
+    if batch < 1: raise FERSettingError(f'batch must be 1 or more (analysed frames per model batch), not {batch}.')
     cap = open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.
     if not np.isfinite(fps) or fps <= 0 or fps > 1000: fps = 25.
     rows, writer, last, i, t0 = [], None, [], 0, time.perf_counter()
+    pending, n_pending = [], 0  # frames read since the last batch: (index, RGB, analysed?); only analysed ones unless writing a video
+    def flush():
+        nonlocal writer, last, n_pending
+        analysed = [(k, f) for k, f, a in pending if a]
+        found = dict(zip([k for k, _ in analysed], rec.predict_many([f for _, f in analysed], detect=detect))) if analysed else {}
+        for k, f, a in pending:
+            if a:
+                last = found[k]
+                rows.extend(_rows(path, last, rec.vocab, frame=k, time_s=round(k / fps, 3)))
+            if out_video is not None:
+                if writer is None: writer = _video_writer(out_video, fps, (f.shape[1], f.shape[0]))
+                writer.write(cv2.cvtColor(np.asarray(annotate(f, last)), cv2.COLOR_RGB2BGR))
+        pending.clear(); n_pending = 0
     try:
         while max_frames is None or i < max_frames:
             ok, frame = cap.read()
             if not ok: break
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            if i % every == 0:
-                last = rec.predict(rgb, detect=detect)
-                rows += _rows(path, last, rec.vocab, frame=i, time_s=round(i / fps, 3))
-            if out_video is not None:
-                if writer is None: writer = _video_writer(out_video, fps / 1, (rgb.shape[1], rgb.shape[0]))
-                writer.write(cv2.cvtColor(np.asarray(annotate(rgb, last)), cv2.COLOR_RGB2BGR))
+            analyse = i % every == 0
+            if analyse or out_video is not None:
+                pending.append((i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), analyse)); n_pending += analyse
             i += 1
+            if n_pending >= batch: flush()
+        flush()
     finally:
         cap.release()
         if writer is not None: writer.release()
@@ -372,3 +391,89 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
     if failures: print(_summary_failures(failures, 'input'))
     print(f'{done} of {len(list(paths))} input(s) processed; results in {out}')
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))
+
+# %% ../nbs/11_inference.ipynb #d55ce247
+def _onnxruntime():
+    try: import onnxruntime
+    except ImportError: raise FERSettingError('ONNX models need onnxruntime: pip install "fer_fastai[onnx]" (or pip install onnxruntime onnx).') from None
+    return onnxruntime
+
+class OnnxModel:
+    "An exported model run by onnxruntime on the CPU: called on a batch `(n, C, H, W)`, it returns the logits as a torch tensor, as the PyTorch model does"
+    device, runtime = torch.device('cpu'), 'onnxruntime'
+    def __init__(self, path, # a `model.onnx` file
+                 threads:int=None, # onnxruntime's intra-op threads (default: its own choice)
+                ):
+        ort, self.path = _onnxruntime(), Path(path)
+        if not self.path.is_file(): raise FERModelError(f'{str(self.path)!r} does not exist: write it with `fer_fastai export --format onnx`.')
+        opts = ort.SessionOptions()
+        if threads: opts.intra_op_num_threads = threads
+        try: self.session = ort.InferenceSession(str(self.path), opts, providers=['CPUExecutionProvider'])
+        except Exception as e: raise FERModelError(f'onnxruntime cannot load {str(self.path)!r} ({type(e).__name__}: {e}).') from None
+        self.input = self.session.get_inputs()[0].name
+    def __call__(self, x):
+        x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+        return torch.from_numpy(self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0])
+    def eval(self): return self
+    def __repr__(self): return f'OnnxModel({str(self.path)!r})'
+
+def load_onnx_run(path, # a folder written by `export_onnx` (`model.onnx` + `model.json`)
+                  threads:int=None, # onnxruntime's threads
+                 ) -> tuple:
+    "`(OnnxModel, RunConfig)` of an exported folder"
+    path = Path(path)
+    if not (path/'model.onnx').is_file():
+        raise FERModelError(f'{str(path)!r} has no model.onnx: export it first, e.g. fer_fastai export --model {path.name} --format onnx --out exports/{path.name}')
+    return OnnxModel(path/'model.onnx', threads), read_run(path)
+
+# %% ../nbs/11_inference.ipynb #5e5af218
+def _calibration_faces(config:RunConfig, data=None, n:int=256, bs:int=32):
+    "Batches of `n` FER2013 Training faces (every k-th), preprocessed as `config` says, for int8 calibration"
+    from fer_fastai.data import read_fer2013_folder, read_fer2013_csv
+    src = Path(ifnone(data, fer_data_path()))
+    items = read_fer2013_csv(src) if src.suffix.lower() == '.csv' else read_fer2013_folder(src)
+    train = items[items.split == 'Training']
+    if len(train) == 0: raise FERDataError(f'{src} has no Training faces to calibrate the int8 model with.')
+    files = train.image.iloc[::max(1, len(train) // n)][:n].tolist()
+    return [config.preprocess([read_image(f) for f in files[i:i + bs]]).numpy() for i in range(0, len(files), bs)]
+
+def export_onnx(model=DEFAULT_MODEL, # a shipped model's name or a run folder
+                out=None, # the folder to write (default: exports/NAME, or exports/NAME_int8)
+                int8:bool=False, # quantize with onnxruntime static quantization
+                data=None, # FER2013 (folder or CSV) whose Training faces calibrate the int8 model (default: its default location)
+                n_calib:int=1024, # calibration faces
+                opset:int=17, # the ONNX opset
+               ) -> Path:
+    "Write `model` as `model.onnx` + `model.json` into folder `out`, optionally int8-quantized; the folder"
+    net, config = load_run_model(model, 'cpu')
+    net = net.float().eval()
+    name = Path(str(model)).name
+    out = Path(ifnone(out, Path('exports')/(name + ('_int8' if int8 else ''))))
+    if out.exists() and not out.is_dir(): raise FERSettingError(f'--out {str(out)!r} is a file, not a folder.')
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = out/('model_fp32.onnx' if int8 else 'model.onnx')
+    x = torch.zeros(2, config.n_channels, config.size, config.size)
+    with warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed; torch warns that it is the older one
+        warnings.simplefilter('ignore')
+        torch.onnx.export(net, (x,), str(fp32), input_names=['faces'], output_names=['logits'], opset_version=opset,
+                          dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}}, dynamo=False)
+    if int8:
+        _onnxruntime()
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        batches = _calibration_faces(config, data, n_calib)
+        class _Reader(CalibrationDataReader):
+            def __init__(self): self.it = iter(batches)
+            def get_next(self):
+                b = next(self.it, None)
+                return None if b is None else {'faces': b}
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        pre = out/'model_pre.onnx'
+        quant_pre_process(str(fp32), str(pre))  # shape inference and graph optimisation, as onnxruntime advises before quantizing
+        layers = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ('Conv', 'Gemm', 'MatMul')]
+        quantize_static(str(pre), str(out/'model.onnx'), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=[layers[0], layers[-1]])
+        fp32.unlink(); pre.unlink()
+    record = dict(format='onnx', int8=int8, source=str(model), opset=opset, **({'n_calib': n_calib} if int8 else {}))
+    (out/'model.json').write_text(json.dumps(dataclasses.replace(config, extra={**config.extra, 'export': record}).to_dict(), indent=2, default=str))
+    return out

@@ -146,3 +146,21 @@ def test_predict_cli(trained, tmp_path):
     assert main(['predict', str(folder), '--model', str(tmp_path/'no_run'), '--out', str(tmp_path/'out4')]) == 2
     assert main(['predict', str(folder), str(tmp_path/'astronaut.jpg'), '--model', str(run), '--out', str(tmp_path/'out5'), '--no-detect', '--fmt', 'json']) == 0
     assert (tmp_path/'out5/faces.json').is_file() and (tmp_path/'out5/images.json').is_file()
+
+def test_export_onnx_cli_then_predict(tmp_path):
+    "`fer_fastai export` writes model.onnx + model.json; `fer_fastai predict --model` on that folder runs onnxruntime and agrees with PyTorch"
+    pytest.importorskip('onnxruntime')
+    import skimage.data
+    from fer_fastai.cli import main
+    Image.fromarray(skimage.data.astronaut()).save(tmp_path/'astronaut.jpg')
+    assert main(['export', '--model', 'fer2013', '--format', 'onnx', '--out', str(tmp_path/'exp')]) == 0
+    assert sorted(f.name for f in (tmp_path/'exp').iterdir()) == ['model.json', 'model.onnx']
+    rec, ref = FERRecognizer(tmp_path/'exp'), FERRecognizer('fer2013', device='cpu')
+    assert type(rec.model).__name__ == 'OnnxModel' and rec.config.vocab == ref.config.vocab
+    got, want = rec.predict(tmp_path/'astronaut.jpg'), ref.predict(tmp_path/'astronaut.jpg')
+    assert len(got) == len(want) == 1 and got[0]['box'] == want[0]['box']
+    assert max(abs(got[0]['probs'][e] - p) for e, p in want[0]['probs'].items()) < 1e-4
+    assert main(['predict', str(tmp_path/'astronaut.jpg'), '--model', str(tmp_path/'exp'), '--out', str(tmp_path/'pred')]) == 0
+    df = pd.read_csv(tmp_path/'pred/images.csv')
+    assert len(df) == 1 and df.emotion[0] == want[0]['emotion'] and abs(df.prob[0] - want[0]['prob']) < 1e-4
+    assert main(['export', '--model', str(tmp_path/'nowhere')]) == 2  # not a run folder: one error line, status 2
