@@ -124,25 +124,30 @@ def test_evaluate_reproduces_the_training_metrics(trained_run):
     acc = json.loads((out/'model.json').read_text())['metrics']['PrivateTest']['accuracy']
     assert f'accuracy {acc:.4f}' in r.stdout and (out/'eval'/'confusion_PrivateTest.png').is_file()
 
-def test_evaluate_ensemble_and_tta(trained_run, tmp_path):
+def test_evaluate_ensemble_and_tta(trained_run, tiny_data, tmp_path):
+    "Ensembles and TTA through the command, on the small FER2013 folder (12 faces per emotion and split): the mechanics; the notebooks run them on the whole split"
     out, _ = trained_run
     meta = json.loads((out/'model.json').read_text())
-    acc = meta['metrics']['PrivateTest']['accuracy']
+    n = 7 * 12
+    r = _run('evaluate', '--model', out, '--data', tiny_data, '--out', tmp_path/'one')
+    assert r.returncode == 0, r.stderr[-3000:]
+    one = json.loads((tmp_path/'one'/'PrivateTest_evaluation.json').read_text())
+    assert one['n'] == n and one['members'] == [str(out)] and one['data'] == str(tiny_data)
+    acc = one['accuracy']
     # an ensemble of two copies of one run is that run
-    r = _run('evaluate', '--model', out, out, '--out', tmp_path/'ens')
+    r = _run('evaluate', '--model', out, out, '--data', tiny_data, '--out', tmp_path/'ens')
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'an ensemble of 2 runs' in r.stdout and f'accuracy {acc:.4f}' in r.stdout
     rec = json.loads((tmp_path/'ens'/'PrivateTest_evaluation.json').read_text())
     assert rec['members'] == [str(out)] * 2 and rec['tta'] is False and abs(rec['accuracy'] - acc) < 1e-6
-    # TTA: its own report beside the run's plain one, over every PrivateTest face
-    r = _run('evaluate', '--model', out, '--tta', '--crops', '2')
+    # TTA: its own report beside the run's plain one, over every PrivateTest face given
+    r = _run('evaluate', '--model', out, '--tta', '--crops', '2', '--data', tiny_data)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'with TTA (flip + 2 crops)' in r.stdout and 'PrivateTest_tta: 3589 faces' in r.stdout
-    assert f'each run alone without TTA (model.json): tiny {acc:.4f}' in r.stdout
+    assert 'with TTA (flip + 2 crops)' in r.stdout and f'PrivateTest_tta: {n} faces' in r.stdout
     rec = json.loads((out/'PrivateTest_tta_evaluation.json').read_text())
-    assert rec['tta'] is True and rec['crops'] == 2 and rec['n'] == 3589 and rec['wall_time_s'] > 0
+    assert rec['tta'] is True and rec['crops'] == 2 and rec['n'] == n and rec['wall_time_s'] > 0
     conf = (out/'PrivateTest_tta_confusion.csv').read_text().splitlines()
-    assert sum(int(v) for line in conf[1:] for v in line.split(',')[1:]) == 3589
+    assert sum(int(v) for line in conf[1:] for v in line.split(',')[1:]) == n
     # runs that know different emotions cannot be averaged
     other = tmp_path/'other'; other.mkdir()
     (other/'model.json').write_text(json.dumps(dict(meta, vocab=meta['vocab'][::-1])))
