@@ -25,7 +25,7 @@ case "$cmd" in
     nbdev_export
     [ "$before" = "$(find fer_fastai -name '*.py' | sort | xargs cat | sha1sum)" ] || { echo "fer_fastai/ was not what nbs/ exports (nbdev_export changed it): commit the exported modules" >&2; exit 1; }
     OMP_NUM_THREADS=1 nbdev_test --n_workers 2 --timing   # two notebooks at a time, one thread each: oversubscribed OpenMP threads crawl
-    pytest -q --durations=15 tests "$@"
+    OMP_NUM_THREADS=1 pytest -q -n 2 --dist loadfile --durations=15 tests "$@"   # two test files at a time (pytest-xdist), one thread each
     ;;
   help|-h|--help) sed -n '2,6p' "$0" ;;
   *) fer_fastai "$cmd" "$@" ;;

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #c4e286ed
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, contextlib, json, os, sys, time
 from pathlib import Path
 from . import __version__
 
@@ -38,12 +38,21 @@ def train(recipe:str='default', # a registered recipe (`fer_fastai recipes` list
           plots:bool=True, # save the lr_find plots
           label_pattern:str=None, # image folders: a regular expression for the label in file names (group `label`, or the first)
           subject_pattern:str=None, # image folders: a regular expression for the subject id in file names, for subject-grouped splits
+          dist_timeout:float=600, # started by torchrun or accelerate launch: seconds a process waits for the others before it fails
           **settings) -> dict: # `Recipe` settings that override the recipe's (and `quick`'s)
-    "Train and evaluate `recipe` with `settings` changed, writing a run folder; the result record"
+    "Train and evaluate `recipe` with `settings` changed, writing a run folder; the result record. Under torchrun / accelerate launch: data-parallel, rank 0 prints and writes"
     from fer_fastai.recipes import run_recipe
     t0 = time.time()
     read = {k: v for k, v in dict(label_pattern=label_pattern, subject_pattern=subject_pattern).items() if v is not None}
-    res = run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite, plots=plots, read=read, **settings)
+    quiet = int(os.environ.get('WORLD_SIZE', 1) or 1) > 1 and os.environ.get('RANK', '0') != '0'  # the other ranks of a data-parallel run
+    with open(os.devnull, 'w') if quiet else contextlib.nullcontext() as devnull, contextlib.redirect_stdout(devnull) if quiet else contextlib.nullcontext():
+        res = run_recipe(recipe, data=data, out=out, quick=quick, overwrite=overwrite, plots=plots, read=read, dist_timeout=dist_timeout, **settings)
+    if quiet: return res
+    if res.get('interrupted'):
+        i = res['interrupted']
+        print(f"\nInterrupted ({i['signal']}) after {i['epochs_completed']} complete epoch(s): {res['out']} holds the best model so far, "
+              "evaluated and loadable; its record (model.json, training.interrupted) says so.")
+        raise SystemExit(130)
     print(f"\nRun folder: {res['out']}  (total {time.time() - t0:.0f}s)")
     if (Path(res['out'])/'model.json').is_file():
         print(f"With test-time augmentation: fer_fastai evaluate --model {res['out']} --tta   (several run folders after --model: their ensemble)")
@@ -73,6 +82,8 @@ def _add_train(p):
     p.add_argument('--no-plots', dest='plots', action='store_false', help='skip the lr_find plots')
     p.add_argument('--label-pattern', help="image folders: regular expression for the label in file names, e.g. '^[A-Z]+\\.([A-Z]{2})' for JAFFE")
     p.add_argument('--subject-pattern', help="image folders: regular expression for the subject id in file names, e.g. '^([A-Z]+)\\.' (folds then keep a subject's faces together)")
+    p.add_argument('--dist-timeout', type=float, default=600, metavar='SECONDS',
+                   help='under torchrun / accelerate launch (data-parallel): seconds a process waits for the others before it fails (default: %(default)s)')
     g = p.add_argument_group('recipe settings', 'each overrides the recipe\'s own; an option the recipe cannot take is an error')
     g.add_argument('--arch', default=S, help='architecture: fer_vgg_m, fer_vgg_s, fer_vgg, resnet18/34/50/101/152, vgg11/13/16/19_bn, or a timm name')
     g.add_argument('--head', default=S, choices=HEAD_NAMES, help="classifier head ('auto': fastai's for a pretrained body, else linear)")
@@ -125,7 +136,7 @@ def _train_command(extra=(), **kw):
         if not (Path(m)/'model.json').is_file(): raise SystemExit(f'error: --teacher {str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
     from fer_fastai.recipes import cannot_take
     from fer_fastai.core import FERModelError
-    fixed = ('recipe', 'data', 'out', 'quick', 'overwrite', 'plots', 'label_pattern', 'subject_pattern')
+    fixed = ('recipe', 'data', 'out', 'quick', 'overwrite', 'plots', 'label_pattern', 'subject_pattern', 'dist_timeout')
     bad = cannot_take(kw['recipe'], [k for k in kw if k not in fixed])
     if bad: raise FERModelError(f"--recipe {kw['recipe']} cannot take {', '.join(map(_option, bad))}: {'; '.join(dict.fromkeys(bad.values()))}.")
     return train(**kw)
@@ -352,3 +363,5 @@ def main(argv=None) -> int:
         if not _user_error(e): raise
         print(f'error: {e}', file=sys.stderr); return 2
     return 0
+
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # python -m fer_fastai.cli (torchrun -m, accelerate launch -m)

@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #98793125
 from __future__ import annotations
-import os, re
+import os, re, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'DEFAULT_MODEL', 'FERError',
            'UnknownEmotionError', 'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError',
-           'FERSettingError', 'fer_data_path', 'choose_device']
+           'FERSettingError', 'fer_data_path', 'choose_device', 'atomic_path']
 
 # %% ../nbs/00_core.ipynb #fe4a49ee
 EMOTIONS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
@@ -115,6 +116,27 @@ def choose_device(device=None # a device or its name; None: the best one here
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #7c003013
+_UMASK = os.umask(0); os.umask(_UMASK)
+
+@contextmanager
+def atomic_path(path # the file to write
+               ):
+    "A temporary path beside `path` to write to; renamed to `path` when the block ends without error, removed otherwise"
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd); tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)  # the mode a plain write would give
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FERDataError(f'Could not write {str(path)!r} ({e.strerror or e}): free some space or choose a writable folder; '
+                           'the file there before, if any, is unchanged.') from None
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
 
 # %% ../nbs/00_core.ipynb #be3b92a3
 DEFAULT_MODEL = 'fer2013'  # the shipped model `fer_fastai predict` and `FERRecognizer()` use when given none

@@ -149,11 +149,12 @@ def _csv_safe(v):
 
 def _write_table(df:pd.DataFrame, out, failures=()):
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == '.json':
-        out.write_text(json.dumps(dict(results=json.loads(df.to_json(orient='records')), n_failed=len(failures),
-                                       failures=[dict(file=f, error=e) for f, e in failures]), indent=1))
-    elif out.suffix.lower() == '.csv': df.apply(lambda c: c.map(_csv_safe) if c.dtype == object or pd.api.types.is_string_dtype(c) else c).to_csv(out, index=False)
-    else: raise ValueError(f'Write results to a .csv or .json file, not {out.name!r}.')
+    if out.suffix.lower() not in ('.csv', '.json'): raise ValueError(f'Write results to a .csv or .json file, not {out.name!r}.')
+    with atomic_path(out) as tmp:  # a crash or a full disk leaves the previous table whole
+        if out.suffix.lower() == '.json':
+            tmp.write_text(json.dumps(dict(results=json.loads(df.to_json(orient='records')), n_failed=len(failures),
+                                           failures=[dict(file=f, error=e) for f, e in failures]), indent=1))
+        else: df.apply(lambda c: c.map(_csv_safe) if c.dtype == object or pd.api.types.is_string_dtype(c) else c).to_csv(tmp, index=False)
     return out
 
 def _summary_failures(failures, what='file', max_show=5):

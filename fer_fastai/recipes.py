@@ -5,6 +5,7 @@
 # %% ../nbs/14_recipes.ipynb #69c5296e
 from __future__ import annotations
 import dataclasses, json, math, os, re, shutil, time, warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -18,6 +19,7 @@ from .train import train_fer
 from .evaluate import evaluate, evaluate_splits, EvalReport
 from .scn import scn_learner, SCNRelabel
 from .distill import distill
+from .distributed import init_distributed, is_distributed, is_main_process, run_on_rank0, one_process
 
 # %% auto #0
 __all__ = ['RECIPES', 'QUICK', 'Recipe', 'register_recipe', 'list_recipes', 'cannot_take', 'get_recipe', 'hardware', 'cv_splits',
@@ -312,14 +314,18 @@ def _run_train(r, items, pretrained, out, extra, plots):
     learn = _learner(r, dls, pretrained)
     print(_describe(r, learn, pretrained))
     run = _fit(r, learn, out, pretrained, plots)
-    reps = _evaluate_all(learn, flip=r.tta, crops=r.tta_crops)
-    _save_reports(reps, out)
-    if r.protocol == 'scn':
-        rel = learn.cbs.filter(lambda c: isinstance(c, SCNRelabel))[0]
-        rel.relabelled.to_csv(Path(out)/'scn_relabelled.csv', index=False)
-        extra['scn_relabel_history'] = rel.history
     extra['training'] = dict(lrs=run.lrs, stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
-                             precision=learn.fer['precision'], distill=learn.fer.get('distill'))
+                             precision=learn.fer['precision'], distill=learn.fer.get('distill'), faces_per_epoch=run.faces_per_epoch,
+                             stopped=run.stopped, interrupted=run.interrupted, distributed=run.distributed)
+    if run.interrupted: extra['interrupted'] = run.interrupted
+    if not is_main_process(): return learn, None  # a data-parallel run: rank 0 evaluates and writes
+    with one_process() if is_distributed() else nullcontext():
+        reps = _evaluate_all(learn, flip=r.tta, crops=r.tta_crops)
+        _save_reports(reps, out)
+        if r.protocol == 'scn':
+            rel = learn.cbs.filter(lambda c: isinstance(c, SCNRelabel))[0]
+            rel.relabelled.to_csv(Path(out)/'scn_relabelled.csv', index=False)
+            extra['scn_relabel_history'] = rel.history
     return learn, reps
 
 def _run_dcnn_scn(r, items, pretrained, out, extra, plots):
@@ -425,15 +431,19 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False, read
     "(result record, learner) of recipe `r` (already shrunk when `quick`)"
     t0 = time.time()
     _check(r)
+    if is_distributed() and (r.protocol != 'train' or r.faces or r.teachers):
+        raise FERSettingError(f"Recipe {r.name!r} does not train data-parallel: only recipes of the 'train' protocol without face cropping or "
+                              f"teachers do (this one: {r.protocol}{', faces' if r.faces else ''}{', teachers' if r.teachers else ''}). Run it in one process.")
     items = read_fer_items(data, **(read or {}))  # a missing dataset fails before the run folder is made
     emotions = sorted(set(items.label.dropna()))
     if len(emotions) < 2: raise FERDataError(f'The data has {len(emotions)} emotion(s) ({", ".join(emotions) or "none"}): a classifier needs at least two.')
-    out = prepare_run_folder(ifnone(out, _default_out(r, quick)), overwrite)
+    out = run_on_rank0(prepare_run_folder, ifnone(out, _default_out(r, quick)), overwrite)  # in a data-parallel run only rank 0 writes
     pretrained, weights_used = _weights_used(r, quick)
     if r.pretrained and not pretrained and r.weights is None: print(f'{r.name}: ImageNet weights for {r.arch} are not cached; quick run from random weights.')
     print(f'Reading {len(items)} faces...', end=' ')
     items = load_items(items, 1, progress=False)
-    report = check_dataset(items); (out/'data_report.txt').write_text(repr(report))
+    report = check_dataset(items)
+    if is_main_process(): (out/'data_report.txt').write_text(repr(report))
     print(f'from {data if isinstance(data, (str, Path)) else fer_data_path() if data is None else "a table"}; '
           f'{len(report.warnings)} warning(s) in its health report ({out/"data_report.txt"})')
     extra, learn, notes = {}, None, []
@@ -447,6 +457,7 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False, read
         elif r.protocol == 'dcnn_scn': learn, reps = _run_dcnn_scn(r, items, pretrained, out, extra, plots)
         elif r.protocol == 'ensemble': learn, reps = _run_ensemble(r, items, pretrained, out, extra, quick); notes.append(f'members: {", ".join(map(str, r.members))}')
         else: raise FERModelError(f"Unknown protocol {r.protocol!r}: 'train', 'kfold', 'scn', 'dcnn_scn' or 'ensemble'.")
+        if reps is None: return dict(recipe=r.name, out=str(out), rank=torch.distributed.get_rank()), learn  # not rank 0: nothing to write
         summ = _summary(reps)
         extra['reports'] = {s: rep.summary for s, rep in reps.items()}
     if r.tta: notes.append(f'TTA flip + {r.tta_crops} crops')
@@ -459,7 +470,7 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False, read
         training = dict(settings, quick=quick, teachers=[str(m) for m in r.teachers] or None, **extra.get('training', {}),
                         torch_threads=torch.get_num_threads(), hardware=hardware(), total_time_s=time.time() - t0)
         learn.save_run(out, recipe=r.name, weights_used=weights_used, metrics=extra['reports'], training=training)
-    (out/'results.json').write_text(json.dumps(res, indent=2, default=str))
+    with atomic_path(out/'results.json') as tmp: tmp.write_text(json.dumps(res, indent=2, default=str))
     if 'reports' in extra: print(pd.DataFrame(extra['reports'].values()).set_index('split').round(4).to_string())
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else v
     print(f"{r.name}: public {fmt(res['public_test_acc'])}, private {fmt(res['private_test_acc'])}, macro-F1 {fmt(res['macro_f1'])} "
@@ -482,11 +493,17 @@ def run_recipe(name='default', # a registered recipe (`list_recipes()`), or a `R
                overwrite:bool=False, # replace a run already in `out`
                plots:bool=False, # save the lr_find plots
                read:dict=None, # options of the image-folder reader: `label_pattern`, `subject_pattern`
+               dist_timeout:float=600, # data-parallel runs (torchrun, accelerate launch): seconds a process waits for the others before it fails
                **overrides) -> dict:
     "Train and evaluate recipe `name` (with `overrides`; shrunk to `QUICK` first if `quick`) on `data` (default FER2013) into run folder `out`; the result record"
     r = get_recipe(name, **overrides)  # an unknown setting, or one the recipe would ignore, fails here
     if quick: r = replace(_quicken(get_recipe(name)), **overrides)  # what the user set wins over QUICK
-    return _run(_from_shipped(r, overrides), data, out, quick, overwrite, plots, read)[0]
+    _check_ranges(r)  # a bad setting fails before processes wait for each other
+    was = is_distributed()
+    started = init_distributed(r.device, dist_timeout) is not None and not was
+    try: return _run(_from_shipped(r, overrides), data, out, quick, overwrite, plots, read)[0]
+    finally:
+        if started: torch.distributed.destroy_process_group()
 
 def cross_dataset_eval(run, # a run folder, or a shipped model's name
                        data, # a labelled dataset: a folder, a CSV or an items table

@@ -197,9 +197,9 @@ def save_run(path, # the run folder to write (created if needed)
     "Write `model`'s weights (`model.pth`) and `config` (`model.json`) into folder `path`"
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
-    torch.save(sd, path/'model.pth')
+    with atomic_path(path/'model.pth') as tmp: torch.save(sd, tmp)  # whole or not at all: a crash or a full disk leaves the old file
     config = dataclasses.replace(config, fer_fastai_version=_version(), config_version=CONFIG_VERSION)
-    (path/'model.json').write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    with atomic_path(path/'model.json') as tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2, default=str))  # written last: a run folder with a model.json is complete
     return path
 
 def read_run(path # a run folder written by `save_run` / `fer_fastai train`, or a shipped model's name

@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_train.ipynb #39bdb5cc
 from __future__ import annotations
-import json, math, shutil, time, tempfile, warnings
+import json, math, shutil, signal, sys, threading, time, tempfile, warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -13,7 +14,9 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback, ReduceLROnPlateau, TerminateOnNaNCallback
 from fastai.callback.progress import CSVLogger
 from fastai.callback.schedule import *
+from fastai.torch_core import get_model
 from .core import *
+from .distributed import *
 
 # %% auto #0
 __all__ = ['FERTrainingError', 'TrainingRun', 'train_fer']
@@ -36,7 +39,10 @@ class TrainingRun:
     wall_time_s: float = 0.        # seconds spent in the stages
     best_epoch: int = None         # the epoch whose weights were kept
     final: dict = field(default_factory=dict)   # validation loss and metrics of the kept weights
-    stopped: str = None            # why training stopped early (e.g. 'NaN loss'), or None
+    stopped: str = None            # why training stopped early ('NaN loss', 'interrupted (SIGINT)'), or None
+    interrupted: dict = None       # stopped by Ctrl-C / SIGTERM: the signal, the stage, the epochs completed
+    faces_per_epoch: int = None    # training faces each epoch trained on (all processes together; less the last partial batch)
+    distributed: dict = None       # a data-parallel run: processes, backend, batch sizes, what each rank trained on, the weights' digest
     def get(self, key, default=None):
         "The field `key`, or `default` when it is unset (None): the dict-style access of earlier versions"
         v = getattr(self, key, None)
@@ -48,16 +54,42 @@ class TrainingRun:
                 f"stages: {' -> '.join(s['stage'] for s in self.stages)}; lrs: {self.lrs}; best epoch {self.best_epoch}; {m})")
 
 class _KeepBest(SaveModelCallback):
-    "SaveModelCallback that survives a fit cancelled before any checkpoint was written"
+    "SaveModelCallback that keeps the best weights in every process of a data-parallel run (fastai saves on rank 0 only), reads them back weights-only, and survives a fit cancelled before any checkpoint"
+    def _save(self, name):
+        self.last_saved_path = self.path/self.model_dir/f'{name}.pth'
+        torch.save(get_model(self.learn.model).state_dict(), self.last_saved_path)
     def after_fit(self, **kwargs):
-        if (self.path/self.model_dir/f'{self.fname}.pth').exists(): super().after_fit(**kwargs)
+        f = self.path/self.model_dir/f'{self.fname}.pth'
+        if f.exists(): get_model(self.learn.model).load_state_dict(torch.load(f, map_location='cpu', weights_only=True))
 
 class _NaNWatch(Callback):
-    "Remember whether the loss became NaN or infinite (TerminateOnNaNCallback stops the fit)"
-    order = TerminateOnNaNCallback.order - 1
+    "Stop the fit after the batch when the loss becomes NaN or infinite (as TerminateOnNaNCallback does) or a stop signal came (`stop['signal']`), in every process of a data-parallel run at the same batch; `hit` says NaN did"
+    order = TerminateOnNaNCallback.order
+    def __init__(self, stop=None): self.stop = ifnone(stop, {})
     def before_fit(self): self.hit = False
     def after_batch(self):
-        if self.training and not torch.isfinite(self.loss).all(): self.hit = True
+        if not self.training: return
+        flags = torch.stack([~torch.isfinite(self.loss.detach()).all(), torch.tensor(self.stop.get('signal') is not None, device=self.loss.device)]).float()
+        if is_distributed(): torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        nan, sig = flags.tolist()
+        if sig and self.stop.get('signal') is None: self.stop['signal'] = 'another process'  # a data-parallel peer was told to stop
+        if nan: self.hit = True
+        if nan or sig: raise CancelFitException
+
+@contextmanager
+def _stop_on_signal(stop:dict):
+    "Inside: the first SIGINT (Ctrl-C) or SIGTERM sets `stop['signal']` (the fit stops after its batch, the best weights kept); a second one raises KeyboardInterrupt at once"
+    if threading.current_thread() is not threading.main_thread(): yield stop; return  # handlers can only be set in the main thread
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    old = {s: signal.getsignal(s) for s in sigs}
+    def handler(signum, frame):
+        if stop['signal'] is not None: raise KeyboardInterrupt
+        stop['signal'] = signal.Signals(signum).name
+        print(f'\n{stop["signal"]}: stopping after this batch and keeping the best model so far (again to stop at once)', file=sys.stderr, flush=True)
+    for s in sigs: signal.signal(s, handler)
+    try: yield stop
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
 
 def _close_autocast(learn):
     "Leave the autocast region a mixed-precision callback entered for a batch that raised (it exits only after the loss)"
@@ -72,7 +104,9 @@ def _history(learn, stage, offset):
     return rows
 
 def _lr_find(learn, num_it, stage, out, show_plot, bounds):
-    "lr_find's valley suggestion, kept within `bounds` (on a random body the curve is flat for most of the sweep and the valley is noise)"
+    "lr_find's valley suggestion, kept within `bounds` (on a random body the curve is flat for most of the sweep and the valley is noise); in a data-parallel run rank 0 finds it alone and tells the others"
+    if is_distributed():
+        with learn.no_bar(): return run_on_rank0(_lr_find, learn, num_it, stage, out, show_plot, bounds)
     import matplotlib.pyplot as plt
     sug = learn.lr_find(num_it=num_it, show_plot=show_plot)
     valley = float(sug.valley)
@@ -113,7 +147,8 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
         arch = str(fer.get('arch', ''))  # random VGG16-BN bodies trained badly at 1e-2; fer_vgg trained better at 2e-3 than 1e-3 (see above)
         lo, hi = (1e-5, 1e-2) if pretrained_stage else (2e-3, 3e-3) if arch.startswith('fer_vgg') else (1e-3, 3e-3) if arch.startswith('vgg') else (1e-3, 1e-2)
         return (lo * 10, hi * 10) if sgd else (lo, hi)
-    out = Path(out) if out is not None else None
+    dp, main = is_distributed(), is_main_process()  # data-parallel (torchrun / accelerate launch): rank 0 alone writes into `out`
+    out = Path(out) if out is not None and main else None
     if out is not None: out.mkdir(parents=True, exist_ok=True)
     learn.path = out if out is not None else Path(tempfile.mkdtemp())
     # the best epoch's checkpoint goes to a fresh private folder, removed at the end: fastai reloads it with torch.load,
@@ -122,34 +157,48 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
     learn.model_dir = ckpt
     # one shared tracker (reset_on_fit=False): the best model is the best over both stages
     keep = _KeepBest(monitor=monitor, fname='best', reset_on_fit=False)
-    nan = _NaNWatch()
-    cbs = ([keep] if keep_best else []) + [nan, TerminateOnNaNCallback()]
+    stop = {'signal': None}
+    nan = _NaNWatch(stop)
+    cbs = ([keep] if keep_best else []) + [nan]
     if out is not None: cbs.append(CSVLogger(fname='history.csv', append=True))  # relative to learn.path, which is `out`
     if patience: cbs.append(EarlyStoppingCallback(monitor=monitor, patience=patience, reset_on_fit=True))
     if schedule == 'plateau': cbs.append(ReduceLROnPlateau(monitor='valid_loss', patience=plateau_patience, factor=10.))
     rec = TrainingRun(arch=fer.get('arch'), device=str(learn.dls.device), stages=[], lrs={}, history=[], schedule=schedule,
                       monitor=monitor, body_pretrained=body_pretrained)
+    audit = ShardAudit() if dp else None
+    if dp: cbs += [FERDistributedTrainer(), audit]  # DDP through Accelerate, each rank its shard of every epoch
     t0 = time.time()
 
     def _fit(n, lr_, stage):
-        if n <= 0: return
+        if n <= 0 or stop['signal']: return
         print(f'{stage}: {"fit_one_cycle" if schedule == "one_cycle" else "fit (reduce on plateau)"}({n}, lr={lr_})')
         try:
-            if schedule == 'one_cycle': learn.fit_one_cycle(n, lr_, cbs=cbs)
-            else: learn.fit(n, lr_, cbs=cbs)
+            with nullcontext() if main else learn.no_bar():
+                if schedule == 'one_cycle': learn.fit_one_cycle(n, lr_, cbs=cbs)
+                else: learn.fit(n, lr_, cbs=cbs)
         except torch.cuda.OutOfMemoryError:
             _close_autocast(learn); torch.cuda.empty_cache()
             raise FERTrainingError(f'CUDA ran out of memory with batch size {learn.dls.bs}: lower the batch size (bs= / --bs), '
                                    'or the input size.') from None
+        except RuntimeError as e:
+            if not (dp and peer_failure(e)): _close_autocast(learn); raise
+            _close_autocast(learn)
+            raise FERDistributedError(f'Another process of this data-parallel run stopped or stopped answering during stage {stage!r} '
+                                      f'({str(e).splitlines()[0][:200]}): see its own error above; nothing was saved.') from None
         except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no autocast region open behind
             _close_autocast(learn); raise
         rec.history.extend(_history(learn, stage, len(rec.history)))
         rec.stages.append(dict(stage=stage, epochs=len(learn.recorder.values), lr=str(lr_)))
+        if stop['signal'] and not rec.interrupted:
+            rec.stopped = f"interrupted ({stop['signal']})"
+            rec.interrupted = dict(signal=stop['signal'], stage=stage, epochs_completed=len(rec.history))
+            print(f"Interrupted ({stop['signal']}) in stage {stage!r} after {len(rec.history)} complete epoch(s): the best model so far is kept.")
         if nan.hit:
             rec.stopped = 'NaN loss'
             raise FERTrainingError(f'The loss became NaN in stage {stage!r} (learning rate {lr_} too high?). Training stopped; '
                                    f'the best checkpoint so far ({keep.best if math.isfinite(keep.best) else "none"}) was kept. Try a lower lr.')
 
+    stop_ctx = _stop_on_signal(stop); stop_ctx.__enter__()
     try:
         if body_pretrained and freeze_epochs > 0:
             learn.freeze()
@@ -167,14 +216,25 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
             rec.stages.append(dict(stage='lr_find', lr=lr1))
             _fit(epochs, lr1, 'all layers')
     finally:
+        stop_ctx.__exit__(None, None, None)  # a Ctrl-C from here on stops at once
+        if stop['signal'] and not rec.interrupted:  # e.g. during an lr_find: no epoch of the stage was run
+            rec.stopped, rec.interrupted = f"interrupted ({stop['signal']})", dict(signal=stop['signal'], stage=None, epochs_completed=len(rec.history))
         learn.model_dir = model_dir; shutil.rmtree(ckpt, ignore_errors=True)
         rec.wall_time_s = time.time() - t0
         hist = rec.history = pd.DataFrame(rec.history)
         if len(hist) and monitor in hist:
             best = hist[monitor].idxmin() if 'loss' in monitor else hist[monitor].idxmax()
             rec.best_epoch = int(hist.loc[best if keep_best else hist.index[-1], 'epoch'])
-    vals = learn.validate()
+    with one_process() if dp else nullcontext(): vals = learn.validate()  # every rank on the whole validation set, no exchange
     rec.final = {n: float(v) for n, v in zip(metric_names, vals)}
+    dl = learn.dls.train
+    rec.faces_per_epoch = sum(audit.epochs[-1]['trained']) if dp and audit.epochs else min(len(dl) * dl.bs, dl.n or 0)
+    if dp:
+        digests = gather_objects(weights_digest(learn.model))
+        if len(set(digests)) > 1: raise FERDistributedError(f'The {len(digests)} processes ended with different weights ({digests}): a bug; please report it.')
+        world = torch.distributed.get_world_size()
+        rec.distributed = dict(world_size=world, backend=torch.distributed.get_backend(), bs_per_process=learn.dls.bs, global_bs=learn.dls.bs * world,
+                               weights_sha256=digests[0], ranks_agree=True, epochs=audit.epochs)
     print(f'Done in {rec.wall_time_s:.0f}s on {rec.device}; best epoch {rec.best_epoch}; ' +
           ', '.join(f'{k} {v:.4f}' for k, v in rec.final.items()))
     return rec

@@ -1,0 +1,79 @@
+"Faults during a run: Ctrl-C and SIGTERM keep a loadable best model, a second Ctrl-C stops at once, a full disk leaves the old files whole"
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+EXE = str(Path(sys.executable).parent/'fer_fastai')
+
+def _train(data, out, *args):
+    "`fer_fastai train` as a user starts it, its output unbuffered so that the test can follow it"
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
+    return subprocess.Popen([EXE, 'train', '--data', str(data), '--arch', 'fer_vgg_s', '--lr', '2e-3', '--bs', '16', '--no-plots', '--out', str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+def _wait_for(p, text):
+    "Read `p`'s output until a line holds `text`; the lines read"
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if text in line: return lines
+    pytest.fail(f'the run ended before printing {text!r}: {"".join(lines)[-2000:]} {p.stderr.read()[-2000:]}')
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_first_epoch_keeps_a_loadable_best_model(fer_tiny, tmp_path, sig):
+    out = tmp_path/'run'
+    p = _train(fer_tiny, out, '--epochs', '300')
+    try:
+        _wait_for(p, 'Better model found at epoch 0')  # the first epoch is done and checkpointed
+        p.send_signal(sig)
+        rest, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130, (p.returncode, rest[-2000:], err[-2000:])
+    assert 'Traceback' not in err, err[-3000:]
+    assert 'Interrupted' in rest and str(out) in rest, rest[-2000:]
+    cfg = json.loads((out/'model.json').read_text())
+    i = cfg['training']['interrupted']
+    assert i['signal'] == sig.name and i['stage'] == 'all layers' and 1 <= i['epochs_completed'] < 300, i
+    assert cfg['training']['stopped'] == f'interrupted ({sig.name})'
+    assert json.loads((out/'results.json').read_text())['interrupted'] == i
+    # the folder is a complete run: it loads and scores what its record says
+    from fer_fastai.learner import load_fer_learner
+    from fer_fastai.evaluate import evaluate
+    rep = evaluate(load_fer_learner(out, data=fer_tiny, verbose=False), 'PublicTest')
+    assert abs(rep.accuracy - cfg['metrics']['PublicTest']['accuracy']) < 1e-6
+
+def test_a_second_ctrl_c_stops_at_once(fer_tiny, tmp_path):
+    out = tmp_path/'run'
+    p = _train(fer_tiny, out, '--epochs', '300')
+    try:
+        _wait_for(p, 'Better model found at epoch 0')
+        p.send_signal(signal.SIGINT); time.sleep(0.2); p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, (p.returncode, err[-3000:])
+    assert not (out/'model.json').exists()  # stopped before writing: no half-written run folder
+
+def test_a_full_disk_leaves_the_previous_model_whole(tmp_path, monkeypatch):
+    "save_run writes through temporary files: a write that fails half-way leaves the old model.pth and model.json, and says what happened"
+    import torch
+    from fer_fastai.core import FERDataError
+    from fer_fastai.runs import save_run, read_run, load_run_model, RunConfig
+    from fer_fastai.archs import create_fer_model
+    model = create_fer_model('fer_vgg_s', 7, 1, False, True, 'linear')
+    cfg = RunConfig(arch='fer_vgg_s', vocab=['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'], size=48, n_channels=1, native=True,
+                    head='linear', mean=[0.5], std=[0.25])
+    save_run(tmp_path, model, cfg)
+    before = {f: (tmp_path/f).read_bytes() for f in ('model.pth', 'model.json')}
+    real_save = torch.save
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b'PK\x03\x04 half a checkpoint')
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(torch, 'save', full_disk)
+    with torch.no_grad(): next(model.parameters()).add_(1.)
+    with pytest.raises(FERDataError, match='No space left on device'): save_run(tmp_path, model, cfg)
+    monkeypatch.setattr(torch, 'save', real_save)
+    assert {f: (tmp_path/f).read_bytes() for f in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model.json', 'model.pth']  # no temporary file left behind
+    load_run_model(tmp_path)  # still loads
