@@ -418,7 +418,7 @@ def save_cams(run, paths, out=None, method:str='gradcam', device=None, bs:int=64
         maps = cam_maps(net, x, pred, method).cpu()
         faces = decode_faces(x, cfg.mean, cfg.std)
         for j, (f, _) in enumerate(chunk):
-            dest = out if one else out/f'{f.stem}_{key}.png'
+            dest = out if one else claim_path(out/f'{f.stem}_{key}.png')  # same.png and same.jpg: two names, never one file
             emo, p = vocab[int(pred[j])], float(probs[j, pred[j]])
             _save_overlay(dest, faces[j], maps[j], f'{emo} {p:.0%} ({method})', alpha)
             written.append(dest)

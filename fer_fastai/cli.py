@@ -187,10 +187,13 @@ def evaluate_run(model, # run folder(s) written by `fer_fastai train`, or shippe
     from fer_fastai.runs import resolve_run
     shipped = [m for m in models if resolve_run(m) != Path(m)]  # names of models in the package: their reports go under evaluations/
     dest = (Path(out) if out else Path('evaluations')/'+'.join(map(str, models)) if shipped else Path(models[0]) if len(models) == 1 else Path(models[0]).parent/('ensemble_' + '+'.join(Path(m).name for m in models)))
+    from fer_fastai.runs import folder_entries, record_written
+    before = folder_entries(dest)
     rep.save(dest)
     rec = {**rep.summary, 'split': split, 'members': [str(m) for m in models], 'tta': tta, 'crops': crops if tta else 0,
            'data': str(data or fer_data_path()), 'wall_time_s': round(time.time() - t0, 1)}
     (dest/f'{name}_evaluation.json').write_text(json.dumps(rec, indent=1, default=str))  # what was evaluated, how, and the result
+    record_written(dest, before)  # a later `train --overwrite` of this folder removes these reports too
     print(f'Report written to {dest}')
     return rep
 

@@ -11,7 +11,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'DEFAULT_MODEL', 'FERError',
            'UnknownEmotionError', 'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError',
-           'FERSettingError', 'fer_data_path', 'choose_device', 'atomic_path']
+           'FERSettingError', 'fer_data_path', 'choose_device', 'atomic_path', 'claim_path']
 
 # %% ../nbs/00_core.ipynb #fe4a49ee
 EMOTIONS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
@@ -137,6 +137,15 @@ def atomic_path(path # the file to write
                            'the file there before, if any, is unchanged.') from None
     except BaseException:
         tmp.unlink(missing_ok=True); raise
+
+# %% ../nbs/00_core.ipynb #1932013e
+def claim_path(path # the name wanted
+              ) -> Path:
+    "`path`, or the first free `stem_1.ext`, `stem_2.ext`..., created empty at once so that no other writer can take it"
+    path = Path(path); k, p = 1, path
+    while True:
+        try: os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)); return p
+        except FileExistsError: p = path.with_name(f'{path.stem}_{k}{path.suffix}'); k += 1
 
 # %% ../nbs/00_core.ipynb #be3b92a3
 DEFAULT_MODEL = 'fer2013'  # the shipped model `fer_fastai predict` and `FERRecognizer()` use when given none

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fastcore.basics import store_attr
 from fastcore.parallel import parallel
 from .core import *
-from .data import read_image_folder
+from .data import read_image_folder, image_array
 
 # %% auto #0
 __all__ = ['DETECTORS', 'REPORT_NAME', 'REPORT_COLUMNS', 'NO_FACE', 'MANY_FACES', 'FaceImageError', 'read_image', 'Detector',
@@ -22,46 +22,16 @@ __all__ = ['DETECTORS', 'REPORT_NAME', 'REPORT_COLUMNS', 'NO_FACE', 'MANY_FACES'
 class FaceImageError(FERError, ValueError):
     "An image that cannot be read (missing, not an image, truncated or corrupt); the message names the file"
 
-def _to_8bit(arr):
-    "Scale a 16/32-bit integer or float image to uint8"
-    arr = np.asarray(arr)
-    if arr.dtype == np.uint8: return arr
-    a = arr.astype(np.float64)
-    if np.issubdtype(arr.dtype, np.floating):  # float images: 0..1 if they fit, else stretch
-        lo, hi = (0., 1.) if a.min() >= 0 and a.max() <= 1 else (a.min(), a.max())
-    elif a.min() >= 0 and a.max() <= 255: lo, hi = 0., 255.
-    elif a.min() >= 0 and a.max() <= 65535: lo, hi = 0., 65535.
-    else: lo, hi = a.min(), a.max()
-    return np.clip(np.round((a - lo) / max(hi - lo, 1e-12) * 255), 0, 255).astype(np.uint8)
-
-def _pil_to_rgb(im:Image.Image) -> np.ndarray:
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-        return np.repeat(_to_8bit(np.asarray(im))[..., None], 3, axis=2)
-    if im.mode == 'P' and 'transparency' in im.info: im = im.convert('RGBA')
-    if im.mode in ('RGBA', 'LA', 'PA'):  # drop alpha onto white, as a viewer would show it
-        im = im.convert('RGBA'); bg = Image.new('RGBA', im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
-    return np.asarray(im.convert('RGB'))
-
-def _array_to_rgb(arr:np.ndarray) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 1: arr = arr[..., 0]
-    if arr.ndim == 2: return np.repeat(_to_8bit(arr)[..., None], 3, axis=2)
-    if arr.ndim == 3 and arr.shape[2] in (3, 4): return _to_8bit(arr[..., :3])
-    raise FaceImageError(f'An image array must be HxW, HxWx3 (RGB) or HxWx4 (RGBA), not shape {arr.shape}.')
-
 def read_image(src # a file path, a PIL image or an array
               ) -> np.ndarray:
     "An upright `uint8` RGB array from a file path, a PIL image or an array (gray, RGB, RGBA; 8 or 16 bit)"
-    if isinstance(src, np.ndarray): return _array_to_rgb(src)
-    if isinstance(src, Image.Image): return _pil_to_rgb(src)
+    if isinstance(src, (np.ndarray, Image.Image)):
+        try: return image_array(src, 'RGB')  # the library's one reader (fer_fastai.data)
+        except FERDataError as e: raise FaceImageError(str(e)) from None
     path = Path(src)
     if not path.is_file(): raise FaceImageError(f'{str(path)!r} does not exist (or is not a file).')
     try:
-        with Image.open(path) as im:
-            im.load()
-            return _pil_to_rgb(im)
+        return image_array(path, 'RGB')
     except UnidentifiedImageError:
         raise FaceImageError(f'{path.name}: not an image PIL can read (is it really a {path.suffix or "image"} file?). Path: {path}') from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

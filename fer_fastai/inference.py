@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_inference.ipynb #f626de01
 from __future__ import annotations
-import dataclasses, json, sys, time, warnings
+import dataclasses, json, os, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, cv2
 from PIL import Image
@@ -353,42 +353,42 @@ def load_exported_learner(path, trust:bool=False, cpu:bool=True):
         return load_learner(path, cpu=cpu)
 
 # %% ../nbs/11_inference.ipynb #2cdf4ef8
-def _unique(path:Path) -> Path:
-    k, p = 1, path
-    while p.exists(): p = path.with_name(f'{path.stem}_{k}{path.suffix}'); k += 1
-    return p
-
 def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True, every:int=1, fmt:str='csv', annotate_images:bool=True) -> dict:
     "Predict images, folders and videos `paths` with `rec`, writing results into folder `out`; a summary dict"
     if fmt not in ('csv', 'json'): raise ValueError(f"fmt must be 'csv' or 'json', not {fmt!r}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     failures, done, image_rows, written = [], 0, [], []
     for p in map(Path, paths):
+        claimed = []
+        def claim(q):  # a free output name, taken at once; given back below if this input fails
+            claimed.append(claim_path(q)); return claimed[-1]
         try:
             if p.is_dir():
-                df = predict_folder(rec, p, out=_unique(out/f'{p.name or "folder"}.{fmt}'), detect=detect)
+                df = predict_folder(rec, p, out=claim(out/f'{p.name or "folder"}.{fmt}'), detect=detect)
                 failures += [(str(p/f), e) for f, e in df.attrs['failures']]
                 if df.attrs['n_images'] > len(df.attrs['failures']): done += 1
             elif p.suffix.lower() in VIDEO_EXTENSIONS:
-                vdf = predict_video(rec, p, every=every, out_csv=_unique(out/f'{p.stem}.{fmt}'), out_video=_unique(out/f'{p.stem}_annotated.mp4'), detect=detect)
+                vdf = predict_video(rec, p, every=every, out_csv=claim(out/f'{p.stem}.{fmt}'), out_video=claim(out/f'{p.stem}_annotated.mp4'), detect=detect)
                 summ = video_summary(vdf)
-                _write_table(summ, _unique(out/f'{p.stem}_summary.{fmt}'))
-                plot_timeline(vdf, title=p.name).savefig(_unique(out/f'{p.stem}_timeline.png'), dpi=100)
+                _write_table(summ, claim(out/f'{p.stem}_summary.{fmt}'))
+                plot_timeline(vdf, title=p.name).savefig(claim(out/f'{p.stem}_timeline.png'), dpi=100)
                 print(summary_text(summ, p.name))
                 done += 1
             elif not p.exists(): raise FileNotFoundError(f'{str(p)!r} does not exist.')
             else:
                 res = rec.predict(p, detect=detect)
                 image_rows += _rows(p, res, rec.vocab)
-                if annotate_images: annotate(p, res).save(_unique(out/f'{p.stem}_annotated.jpg'), quality=90)
+                if annotate_images: annotate(p, res).save(claim(out/f'{p.stem}_annotated.jpg'), quality=90)
                 print(f'{p.name}: ' + (', '.join(f"{r['emotion']} ({r['prob']:.2f})" for r in res) if res else 'no face'))
                 done += 1
         except (FaceImageError, FERVideoError, FileNotFoundError) as e:
+            for q in claimed:
+                if q.is_file() and q.stat().st_size == 0: q.unlink()  # names claimed for this input's outputs, never written
             failures.append((str(p), str(e))); print(f'{p.name}: FAILED ({e})')
             if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS: image_rows.append(dict(file=str(p), face=None, error=str(e)))  # every image given has a row
     if image_rows:
         img_failures = [(f, e) for f, e in failures if any(r['file'] == f and r['error'] for r in image_rows)]
-        _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), _unique(out/f'images.{fmt}'), img_failures)
+        _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), claim_path(out/f'images.{fmt}'), img_failures)
     if failures: print(_summary_failures(failures, 'input'))
     print(f'{done} of {len(list(paths))} input(s) processed; results in {out}')
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))

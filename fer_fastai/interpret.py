@@ -11,6 +11,7 @@ from fastcore.meta import delegates
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from fastai.interpret import ClassificationInterpretation
 from .core import *
+from .data import image_array
 
 # %% auto #0
 __all__ = ['FERInterpretation', 'fer_interpretation']
@@ -98,7 +99,7 @@ def error_rates(self:FERInterpretation) -> pd.DataFrame:
 def _face(src):
     "An item's image as an array (items hold arrays or file paths)"
     if isinstance(src, np.ndarray): return src
-    with Image.open(src) as im: return np.asarray(im.convert('L'))
+    return image_array(src, 'L')
 
 @patch
 def plot_top_losses_faces(self:FERInterpretation,

@@ -13,7 +13,7 @@ from fastcore.basics import ifnone, listify
 from .core import *
 from .data import read_fer_items, load_items, balanced_subset, fer_dataloaders, named_augmentation, kfold_splits, split_role, class_weights, check_dataset
 from .archs import FER_ARCHS, get_arch, pretrained_weights_file
-from .runs import read_run, resolve_run
+from .runs import read_run, resolve_run, folder_entries, written_entries, record_written, remove_written, MANIFEST
 from .learner import fer_learner, load_fer_learner, load_body, OPTIMIZERS
 from .train import train_fer
 from .evaluate import evaluate, evaluate_splits, EvalReport
@@ -362,19 +362,17 @@ def _run_ensemble(r, items, pretrained, out, extra, quick):
     return learners[0], reps
 
 # %% ../nbs/14_recipes.ipynb #135d1339
-def _is_run_file(f:Path) -> bool:
-    "Whether `f` is something a run writes (and an overwrite removes): weights, records, tables, plots, sub-runs"
-    return (f.name in ('model.pth', 'model.json', 'history.csv', 'data_report.txt', 'results.json', 'folds.csv', 'models', 'dcnn', 'scn', 'members',
-                       'faces', 'faces_src') or re.fullmatch(r'fold\d+', f.name) is not None or f.name.startswith(('lr_find_', 'confusion_'))
-            or f.name.endswith(('_per_class.csv', '_confusion.csv', '_per_class_error.csv', 'per_class_error.csv', '_evaluation.json', '_relabelled.csv')))
-
 def prepare_run_folder(out, overwrite:bool=False) -> Path:
-    "Make run folder `out`; one that already holds a run is refused unless `overwrite`, which removes only what a run writes"
+    "Make run folder `out`; one that already holds a run is refused unless `overwrite`, which removes what fer_fastai wrote there (its manifest) and nothing else"
     out = Path(out)
     if out.exists() and not out.is_dir(): raise FERSettingError(f'The run folder {str(out)!r} is a file: choose another --out (out=).')
-    if any((out/f).exists() for f in ('model.json', 'history.csv', 'results.json', 'folds.csv')):
+    markers, listed = [f for f in ('model.json', 'history.csv', 'results.json', 'folds.csv') if (out/f).exists()], written_entries(out)
+    if markers or listed:
         if not overwrite: raise FERDataError(f'{str(out)!r} already holds a run: pass --overwrite (overwrite=True) to replace it, or choose another --out.')
-        for f in filter(_is_run_file, list(out.iterdir())): shutil.rmtree(f) if f.is_dir() else f.unlink()
+        unlisted = [f for f in markers if f not in (listed or [])]
+        if unlisted: raise FERDataError(f'{str(out)!r} holds a run that an older version wrote ({", ".join(unlisted)} not in its list of written files, '
+                                        f'{MANIFEST}): nothing is removed. Delete those files yourself, or choose another --out.')
+        remove_written(out)
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise FERSettingError(f'Cannot make the run folder {str(out)!r} ({e.strerror or e}): choose a writable --out (out=).') from None
     return out
@@ -438,6 +436,13 @@ def _run(r:Recipe, data, out, quick:bool, overwrite:bool, plots:bool=False, read
     emotions = sorted(set(items.label.dropna()))
     if len(emotions) < 2: raise FERDataError(f'The data has {len(emotions)} emotion(s) ({", ".join(emotions) or "none"}): a classifier needs at least two.')
     out = run_on_rank0(prepare_run_folder, ifnone(out, _default_out(r, quick)), overwrite)  # in a data-parallel run only rank 0 writes
+    before = folder_entries(out)
+    try: return _run_into(r, data, items, out, quick, plots, t0)
+    finally:  # what this run created goes into the folder's manifest, even when it stopped half-way: an overwrite removes exactly that
+        if is_main_process() and out.is_dir(): record_written(out, before)
+
+def _run_into(r:Recipe, data, items, out, quick:bool, plots:bool, t0:float):
+    "The run of `_run`, into the prepared folder `out`"
     pretrained, weights_used = _weights_used(r, quick)
     if r.pretrained and not pretrained and r.weights is None: print(f'{r.name}: ImageNet weights for {r.arch} are not cached; quick run from random weights.')
     print(f'Reading {len(items)} faces...', end=' ')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_runs.ipynb #be658e7f
 from __future__ import annotations
-import dataclasses, hashlib, importlib.resources, json, math
+import dataclasses, hashlib, importlib.resources, json, math, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
@@ -12,10 +12,12 @@ from PIL import Image
 from fastcore.basics import ifnone
 from .core import *
 from .archs import create_fer_model, get_arch, HEADS
+from .data import image_array
 
 # %% auto #0
-__all__ = ['CONFIG_VERSION', 'MAX_SIZE', 'PRETRAINED_DIR', 'RunConfig', 'list_pretrained', 'pretrained_card', 'pretrained_path',
-           'resolve_run', 'load_state_dict_file', 'load_matching', 'save_run', 'read_run', 'load_run_model', 'ship_run',
+__all__ = ['CONFIG_VERSION', 'MAX_SIZE', 'PRETRAINED_DIR', 'MANIFEST', 'RunConfig', 'list_pretrained', 'pretrained_card',
+           'pretrained_path', 'resolve_run', 'load_state_dict_file', 'load_matching', 'save_run', 'read_run',
+           'load_run_model', 'folder_entries', 'written_entries', 'record_written', 'remove_written', 'ship_run',
            'card_markdown']
 
 # %% ../nbs/03_runs.ipynb #000a7055
@@ -87,7 +89,7 @@ class RunConfig:
         "A batch `(n, n_channels, size, size)` of `faces` resized, converted and normalised as the model was trained"
         mode = 'L' if self.n_channels == 1 else 'RGB'
         def _one(f):
-            im = (f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f))).convert(mode)
+            im = Image.fromarray(image_array(f, mode))  # the library's one reader: 16-bit faces are scaled, not clipped to white
             if im.size != (self.size, self.size): im = im.resize((self.size, self.size), Image.BILINEAR)
             a = np.asarray(im, dtype=np.float32)
             return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
@@ -219,6 +221,45 @@ def load_run_model(path, # a run folder, or a shipped model's name (`list_pretra
     model = create_fer_model(config.arch, len(config.vocab), config.n_channels, pretrained=False, native=config.native, head=config.head, ps=config.ps)
     load_matching(model, sd, f'the {config.arch} model described by model.json')
     return model.to(choose_device(device)).eval(), config
+
+# %% ../nbs/03_runs.ipynb #da4637f5
+MANIFEST = '.fer_fastai_files.json'  # the entries the library created in a run folder
+
+def folder_entries(folder) -> set:
+    "The names in `folder` (empty if it does not exist): `record_written`'s `before`"
+    folder = Path(folder)
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+def written_entries(folder) -> list:
+    "The entries the library wrote into `folder` (its manifest), or None when it has no manifest"
+    f = Path(folder)/MANIFEST
+    if not f.is_file(): return None
+    try: names = json.loads(f.read_text())['written']
+    except (ValueError, KeyError, TypeError): raise FERDataError(f'The manifest {str(f)!r} is damaged: remove the run folder yourself, or choose another --out.') from None
+    return [n for n in names if isinstance(n, str) and n and '/' not in n and '\\' not in n and n not in ('.', '..')]
+
+def record_written(folder, # the folder written into
+                   before:set, # `folder_entries(folder)` before writing
+                  ) -> list:
+    "Add the entries that appeared in `folder` since `before` to its manifest; the manifest's entries"
+    folder = Path(folder)
+    names = sorted(set(written_entries(folder) or []) | (folder_entries(folder) - set(before) - {MANIFEST}))
+    with atomic_path(folder/MANIFEST) as tmp: tmp.write_text(json.dumps(dict(written=names), indent=1))
+    return names
+
+def remove_written(folder) -> list:
+    "Remove what the library wrote into `folder` (its manifest's entries, then the manifest); the names removed"
+    folder = Path(folder)
+    names = written_entries(folder)
+    if names is None: raise FERDataError(f'{str(folder)!r} has no list of the files fer_fastai wrote into it ({MANIFEST}): it was written by an older '
+                                         'version, so nothing is removed. Delete the folder yourself, or choose another --out.')
+    gone = []
+    for n in names:
+        p = folder/n
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p); gone.append(n)
+        elif p.exists() or p.is_symlink(): p.unlink(); gone.append(n)
+    (folder/MANIFEST).unlink()
+    return gone
 
 # %% ../nbs/03_runs.ipynb #1d461ae1
 def ship_run(run, # a run folder written by `fer_fastai train`

@@ -157,3 +157,25 @@ def test_empty_or_binary_csv_is_explained(tmp_path):
     (tmp_path/'binary.csv').write_bytes(bytes(range(256)) * 40)
     for f in ('empty.csv', 'binary.csv'):
         with pytest.raises(FERDataError, match='a FER2013 CSV'): read_fer2013_csv(tmp_path/f)
+
+def test_16_bit_faces_read_the_same_everywhere(fer_path, tmp_path):
+    "A folder of 16-bit PNGs trains, evaluates, is explained and predicted on as its 8-bit originals (one reader), not as white squares"
+    import numpy as np
+    from PIL import Image
+    from fer_fastai.data import read_fer_items, load_items
+    from fer_fastai.runs import read_run
+    from fer_fastai.faces import read_image
+    from fer_fastai.cam import _face_input
+    originals = {}
+    for emo in ('happy', 'sad'):
+        for f in sorted((fer_path/'train'/emo).glob('*.png'))[:5]:
+            a = np.asarray(Image.open(f)); dst = tmp_path/emo/f.name; dst.parent.mkdir(exist_ok=True)
+            Image.fromarray(a.astype(np.uint16) * 257).save(dst); originals[dst.name] = a
+    assert Image.open(dst).mode == 'I;16'
+    items = load_items(read_fer_items(tmp_path), 1, progress=False)  # what train, summary and evaluate decode
+    assert len(items) == 10
+    for p, img in zip(items.path, items.image): assert (img == originals[Path(p).name]).all(), p
+    cfg = read_run('fer2013')
+    for p in items.path:  # predict's and cam's input
+        ref = cfg.preprocess([originals[Path(p).name]])
+        assert (cfg.preprocess([read_image(p)]) == ref).all() and (_face_input(p, cfg) == ref[0]).all()

@@ -77,3 +77,46 @@ def test_a_full_disk_leaves_the_previous_model_whole(tmp_path, monkeypatch):
     assert {f: (tmp_path/f).read_bytes() for f in before} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ['model.json', 'model.pth']  # no temporary file left behind
     load_run_model(tmp_path)  # still loads
+
+def _cli(*args):
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+
+def test_overwrite_removes_only_what_fer_fastai_wrote(fer_tiny, tmp_path):
+    out = tmp_path/'run'
+    tiny = ['train', '--data', fer_tiny, '--arch', 'fer_vgg_s', '--epochs', '1', '--lr', '2e-3', '--no-plots', '--out', out]
+    r = _cli(*tiny); assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli('evaluate', '--model', out, '--data', fer_tiny, '--split', 'PublicTest', '--tta'); assert r.returncode == 0, r.stderr[-2000:]
+    assert (out/'PublicTest_tta_evaluation.json').exists()
+    mine = {'notes.txt': 'my notes', 'lr_find_mine.png': 'named like a run file', 'models/best.pth': 'my checkpoint'}
+    for k, v in mine.items(): (out/k).parent.mkdir(exist_ok=True); (out/k).write_text(v)
+    r = _cli(*tiny, '--overwrite'); assert r.returncode == 0, r.stderr[-2000:]
+    assert {k: (out/k).read_text() for k in mine} == mine  # the user's files stay
+    assert not (out/'PublicTest_tta_evaluation.json').exists()  # the previous model's evaluation went with it
+    listed = json.loads((out/'.fer_fastai_files.json').read_text())['written']
+    assert {'model.pth', 'model.json', 'history.csv', 'results.json'} <= set(listed) and not {'notes.txt', 'models', 'lr_find_mine.png'} & set(listed)
+
+def test_overwrite_leaves_a_run_of_an_older_version_alone(fer_tiny, tmp_path):
+    out = tmp_path/'old'; out.mkdir()
+    (out/'model.json').write_text('{"arch": "fer_vgg_s"}'); (out/'history.csv').write_text('epoch\n')  # no manifest: written before it existed
+    r = _cli('train', '--data', fer_tiny, '--arch', 'fer_vgg_s', '--epochs', '1', '--lr', '2e-3', '--out', out, '--overwrite')
+    assert r.returncode == 2 and 'older version' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert (out/'model.json').read_text() == '{"arch": "fer_vgg_s"}'
+
+def test_outputs_with_one_stem_get_their_own_files(fer_path, tmp_path):
+    "Two images named alike (same.png, same.jpg) give two overlays; two predict calls into one folder at the same time give two tables"
+    from PIL import Image
+    from fer_fastai.cam import save_cams
+    src = sorted((fer_path/'test'/'happy').glob('PublicTest_*'))[:2]
+    imgs = tmp_path/'imgs'; imgs.mkdir()
+    Image.open(src[0]).save(imgs/'same.png'); Image.open(src[1]).convert('RGB').save(imgs/'same.jpg')
+    written, failed = save_cams('fer2013', imgs, out=tmp_path/'cams', device='cpu')
+    assert not failed and len(written) == 2 and len(set(written)) == 2 and all(Path(w).stat().st_size > 0 for w in written)
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    calls = [subprocess.Popen([EXE, 'predict', str(imgs/'same.png'), '--no-detect', '--out', str(tmp_path/'pred')], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    for p in calls: p.communicate(timeout=300); assert p.returncode == 0
+    tables = sorted(f.name for f in (tmp_path/'pred').glob('images*.csv'))
+    assert tables == ['images.csv', 'images_1.csv'], tables
+    import pandas as pd
+    assert all(len(pd.read_csv(tmp_path/'pred'/t)) == 1 for t in tables)
