@@ -169,12 +169,18 @@ def predict_folder(rec:FERRecognizer, folder, out=None, detect:bool=True, recurs
     files = sorted(p for p in (folder.rglob('*') if recursive else folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     rows, failures = [], []
     chunks = [files[i:i + chunk] for i in range(0, len(files), chunk)]
-    for fs in progress_bar(chunks, leave=False) if verbose and len(chunks) > 1 else chunks:
-        for f, res in zip(fs, rec.predict_many(fs, detect=detect, errors='return')):
-            rel = f.relative_to(folder)
-            if isinstance(res, Exception):
-                failures.append((str(rel), str(res))); rows.append(dict(file=str(rel), face=None, error=str(res)))
-            else: rows += _rows(rel, res, rec.vocab)
+    try:
+        for fs in progress_bar(chunks, leave=False) if verbose and len(chunks) > 1 else chunks:
+            for f, res in zip(fs, rec.predict_many(fs, detect=detect, errors='return')):
+                rel = f.relative_to(folder)
+                if isinstance(res, Exception):
+                    failures.append((str(rel), str(res))); rows.append(dict(file=str(rel), face=None, error=str(res)))
+                else: rows += _rows(rel, res, rec.vocab)
+    except KeyboardInterrupt:  # the rows done so far are kept
+        if out is not None:
+            _write_table(pd.DataFrame(rows, columns=_columns(rec.vocab)), out, failures)
+            print(f'{folder}: stopped after {len({r["file"] for r in rows})} of {len(files)} images; their rows are in {out}', file=sys.stderr)
+        raise
     df = pd.DataFrame(rows, columns=_columns(rec.vocab))
     df.attrs.update(failures=failures, n_images=len(files), n_faces=int(df.face.notna().sum()))
     if out is not None: _write_table(df, out, failures)
@@ -358,37 +364,44 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
     if fmt not in ('csv', 'json'): raise ValueError(f"fmt must be 'csv' or 'json', not {fmt!r}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     failures, done, image_rows, written = [], 0, [], []
-    for p in map(Path, paths):
-        claimed = []
-        def claim(q):  # a free output name, taken at once; given back below if this input fails
-            claimed.append(claim_path(q)); return claimed[-1]
-        try:
-            if p.is_dir():
-                df = predict_folder(rec, p, out=claim(out/f'{p.name or "folder"}.{fmt}'), detect=detect)
-                failures += [(str(p/f), e) for f, e in df.attrs['failures']]
-                if df.attrs['n_images'] > len(df.attrs['failures']): done += 1
-            elif p.suffix.lower() in VIDEO_EXTENSIONS:
-                vdf = predict_video(rec, p, every=every, out_csv=claim(out/f'{p.stem}.{fmt}'), out_video=claim(out/f'{p.stem}_annotated.mp4'), detect=detect)
-                summ = video_summary(vdf)
-                _write_table(summ, claim(out/f'{p.stem}_summary.{fmt}'))
-                plot_timeline(vdf, title=p.name).savefig(claim(out/f'{p.stem}_timeline.png'), dpi=100)
-                print(summary_text(summ, p.name))
-                done += 1
-            elif not p.exists(): raise FileNotFoundError(f'{str(p)!r} does not exist.')
-            else:
-                res = rec.predict(p, detect=detect)
-                image_rows += _rows(p, res, rec.vocab)
-                if annotate_images: annotate(p, res).save(claim(out/f'{p.stem}_annotated.jpg'), quality=90)
-                print(f'{p.name}: ' + (', '.join(f"{r['emotion']} ({r['prob']:.2f})" for r in res) if res else 'no face'))
-                done += 1
-        except (FaceImageError, FERVideoError, FileNotFoundError) as e:
-            for q in claimed:
-                if q.is_file() and q.stat().st_size == 0: q.unlink()  # names claimed for this input's outputs, never written
-            failures.append((str(p), str(e))); print(f'{p.name}: FAILED ({e})')
-            if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS: image_rows.append(dict(file=str(p), face=None, error=str(e)))  # every image given has a row
-    if image_rows:
+    def write_images():
+        if not image_rows: return None
         img_failures = [(f, e) for f, e in failures if any(r['file'] == f and r['error'] for r in image_rows)]
-        _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), claim_path(out/f'images.{fmt}'), img_failures)
+        return _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), claim_path(out/f'images.{fmt}'), img_failures)
+    try:
+        for p in map(Path, paths):
+            claimed = []
+            def claim(q):  # a free output name, taken at once; given back below if this input fails
+                claimed.append(claim_path(q)); return claimed[-1]
+            try:
+                if p.is_dir():
+                    df = predict_folder(rec, p, out=claim(out/f'{p.name or "folder"}.{fmt}'), detect=detect)
+                    failures += [(str(p/f), e) for f, e in df.attrs['failures']]
+                    if df.attrs['n_images'] > len(df.attrs['failures']): done += 1
+                elif p.suffix.lower() in VIDEO_EXTENSIONS:
+                    vdf = predict_video(rec, p, every=every, out_csv=claim(out/f'{p.stem}.{fmt}'), out_video=claim(out/f'{p.stem}_annotated.mp4'), detect=detect)
+                    summ = video_summary(vdf)
+                    _write_table(summ, claim(out/f'{p.stem}_summary.{fmt}'))
+                    plot_timeline(vdf, title=p.name).savefig(claim(out/f'{p.stem}_timeline.png'), dpi=100)
+                    print(summary_text(summ, p.name))
+                    done += 1
+                elif not p.exists(): raise FileNotFoundError(f'{str(p)!r} does not exist.')
+                else:
+                    res = rec.predict(p, detect=detect)
+                    image_rows += _rows(p, res, rec.vocab)
+                    if annotate_images: annotate(p, res).save(claim(out/f'{p.stem}_annotated.jpg'), quality=90)
+                    print(f'{p.name}: ' + (', '.join(f"{r['emotion']} ({r['prob']:.2f})" for r in res) if res else 'no face'))
+                    done += 1
+            except (FaceImageError, FERVideoError, FileNotFoundError) as e:
+                for q in claimed:
+                    if q.is_file() and q.stat().st_size == 0: q.unlink()  # names claimed for this input's outputs, never written
+                failures.append((str(p), str(e))); print(f'{p.name}: FAILED ({e})')
+                if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS: image_rows.append(dict(file=str(p), face=None, error=str(e)))  # every image given has a row
+    except BaseException:  # Ctrl-C, or an error of one input's outputs: the image rows done so far are kept
+        t = write_images()
+        if t is not None: print(f'stopped: the {len(image_rows)} image row(s) done so far are in {t}', file=sys.stderr)
+        raise
+    write_images()
     if failures: print(_summary_failures(failures, 'input'))
     print(f'{done} of {len(list(paths))} input(s) processed; results in {out}')
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))

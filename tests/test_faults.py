@@ -120,3 +120,21 @@ def test_outputs_with_one_stem_get_their_own_files(fer_path, tmp_path):
     assert tables == ['images.csv', 'images_1.csv'], tables
     import pandas as pd
     assert all(len(pd.read_csv(tmp_path/'pred'/t)) == 1 for t in tables)
+
+def test_an_interrupted_predict_keeps_the_rows_done(fer_path, tmp_path):
+    "Ctrl-C in the middle of a long predict call: the table holds a row for every image predicted before it"
+    imgs = sorted((fer_path/'test'/'happy').glob('PublicTest_*'))[:600]
+    out = tmp_path/'pred'
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
+    p = subprocess.Popen([EXE, 'predict', *map(str, imgs), '--no-detect', '--out', str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(p, imgs[0].name + ':')  # the first image is done
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130 and 'Traceback' not in err, (p.returncode, err[-2000:])
+    import pandas as pd
+    df = pd.read_csv(out/'images.csv')
+    assert 1 <= len(df) < len(imgs) and 'image row(s) done so far' in err, (len(df), err[-500:])
+    assert list(df.file) == [str(f) for f in imgs[:len(df)]]  # in order, none lost
