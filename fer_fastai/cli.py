@@ -53,6 +53,11 @@ def train(recipe:str='default', # a registered recipe (`fer_fastai recipes` list
         print(f"\nInterrupted ({i['signal']}) after {i['epochs_completed']} complete epoch(s): {res['out']} holds the best model so far, "
               "evaluated and loadable; its record (model.json, training.interrupted) says so.")
         raise SystemExit(130)
+    if res.get('diverged'):
+        d = res['diverged']
+        raise SystemExit(f"error: the loss became NaN {d['where']} in stage {d['stage']!r} after {d['epochs_completed']} complete epoch(s) (learning rate "
+                         f"{d['lr']} too high?): {res['out']} holds the best model before it, evaluated and loadable; its record (model.json, "
+                         "training.diverged) says so. Try a lower --lr.")
     print(f"\nRun folder: {res['out']}  (total {time.time() - t0:.0f}s)")
     if (Path(res['out'])/'model.json').is_file():
         print(f"With test-time augmentation: fer_fastai evaluate --model {res['out']} --tta   (several run folders after --model: their ensemble)")
@@ -241,7 +246,7 @@ def predict(paths, # images, folders (searched recursively) or videos
             fmt:str='csv', # table format: 'csv' or 'json'
             detector:str='haar', # face detector: haar, mtcnn, or the path of a YuNet .onnx file
             device=None) -> dict: # 'cuda' or 'cpu' (default: CUDA when available)
-    "Predict the emotions of the faces in images, folders and videos with a trained run folder; exits with status 1 when no input could be processed"
+    "Predict the emotions of the faces in images, folders and videos with a trained run folder; exits with status 1 when an input failed, after doing the others"
     from fer_fastai.inference import FERRecognizer, predict_paths
     from fer_fastai.faces import YuNetDetector
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -252,7 +257,7 @@ def predict(paths, # images, folders (searched recursively) or videos
         if _user_error(e): raise
         raise SystemExit(f'error: {e}') from None
     res = predict_paths(rec, paths, out=out, detect=detect, every=every, fmt=fmt)
-    if res['n_done'] == 0: raise SystemExit(1)
+    if res['failures']: raise SystemExit(1)
     return res
 
 def _add_predict(p):

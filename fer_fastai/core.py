@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #98793125
 from __future__ import annotations
-import os, re, tempfile
+import hashlib, os, re, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -125,7 +125,7 @@ def atomic_path(path # the file to write
                ):
     "A temporary path beside `path` to write to; renamed to `path` when the block ends without error, removed otherwise"
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name[:100]}.', suffix='.tmp', dir=path.parent)  # a name as long as the longest allowed still fits
     os.close(fd); tmp = Path(tmp)
     try:
         yield tmp
@@ -141,8 +141,15 @@ def atomic_path(path # the file to write
 # %% ../nbs/00_core.ipynb #1932013e
 def claim_path(path # the name wanted
               ) -> Path:
-    "`path`, or the first free `stem_1.ext`, `stem_2.ext`..., created empty at once so that no other writer can take it"
-    path = Path(path); k, p = 1, path
+    "`path`, or the first free `stem_1.ext`, `stem_2.ext`..., created empty at once so that no other writer can take it; a name too long for the folder's file system is shortened (`stem~hash.ext`)"
+    path = Path(path)
+    try: limit = os.pathconf(path.parent, 'PC_NAME_MAX') - 8  # room for _k
+    except (OSError, ValueError): limit = 247
+    if len(path.name.encode()) > limit:  # the start and the end of the stem (`_annotated`...) kept, the middle a hash
+        tail = path.stem[-12:]
+        head = path.stem.encode()[:limit - len(path.suffix.encode()) - 9 - len(tail.encode())].decode(errors='ignore')
+        path = path.with_name(f'{head}~{hashlib.sha1(path.stem.encode()).hexdigest()[:8]}{tail}{path.suffix}')
+    k, p = 1, path
     while True:
         try: os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)); return p
         except FileExistsError: p = path.with_name(f'{path.stem}_{k}{path.suffix}'); k += 1

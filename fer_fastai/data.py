@@ -133,6 +133,14 @@ def read_fer2013_folder(path # the folder holding `train/` and `test/` (default:
     return items
 
 # %% ../nbs/01_data.ipynb #7d4bffb6
+def _file_name_pattern(pattern, what, group):
+    "The compiled `pattern`, or a `FERDataError` when it is no regular expression or has no group to read"
+    if not pattern: return None
+    try: rx = re.compile(pattern)
+    except (re.error, TypeError) as e: raise FERDataError(f'{what} {pattern!r} is not a regular expression ({e}).') from None
+    if rx.groups == 0: raise FERDataError(f"{what} {pattern!r} has no group: put the {group} in parentheses, e.g. '^([A-Z]+)\\.' (or name it (?P<{group}>...)).")
+    return rx
+
 def read_image_folder(path,                   # the folder: one subfolder per class (optionally under train/, val/, test/)
                       label_pattern:str=None,   # regex on the file name: group `label` (or the first group) is the label
                       subject_pattern:str=None, # regex on the file name: group `subject` (or the first group) is the subject id
@@ -143,13 +151,7 @@ def read_image_folder(path,                   # the folder: one subfolder per cl
     images, skipped = _image_files(path)
     if not images: raise FERDataError(f'No image files ({", ".join(sorted(IMAGE_EXTENSIONS))}) under {str(path)!r}.')
     split_names = {n.lower(): n for ns in SPLIT_ROLES.values() for n in ns}
-    def _compile(pattern, what, group):
-        if not pattern: return None
-        try: rx = re.compile(pattern)
-        except re.error as e: raise FERDataError(f'{what} {pattern!r} is not a regular expression ({e}).') from None
-        if rx.groups == 0: raise FERDataError(f"{what} {pattern!r} has no group: put the {group} in parentheses, e.g. '^([A-Z]+)\\.' (or name it (?P<{group}>...)).")
-        return rx
-    lab_re, sub_re = _compile(label_pattern, 'label_pattern', 'label'), _compile(subject_pattern, 'subject_pattern', 'subject')
+    lab_re, sub_re = _file_name_pattern(label_pattern, 'label_pattern', 'label'), _file_name_pattern(subject_pattern, 'subject_pattern', 'subject')
     def _group(m): return m.group('label') if 'label' in m.re.groupindex else m.group(1)
     rows = []
     for f in images:
@@ -183,12 +185,17 @@ def read_fer_items(source=None, # an items table, a CSV, a folder (default: FER2
         missing = set(ITEM_COLUMNS[:2]) - set(source.columns)
         if missing: raise FERDataError(f'An items table needs the columns {ITEM_COLUMNS}; missing {sorted(missing)}.')
         return source.reindex(columns=list(dict.fromkeys(ITEM_COLUMNS + list(source.columns))))
+    patterns = {k: v for k in ('label_pattern', 'subject_pattern') if (v := kwargs.pop(k, None))}
+    for k, v in patterns.items(): _file_name_pattern(v, k, k.split('_')[0])  # checked before anything is read
     path = fer_data_path(source)
-    if path.is_file() and path.suffix.lower() == '.csv': return read_fer2013_csv(path, **kwargs)
-    if path.is_dir() and (path/'fer2013.csv').is_file() and not (path/'train').is_dir(): return read_fer2013_csv(path/'fer2013.csv', **kwargs)
+    def _no_patterns(layout):
+        if patterns: raise FERDataError(f'{str(path)!r} is {layout}, whose labels are not in file names: '
+                                        f'{" and ".join(patterns)} appl{"y" if len(patterns) > 1 else "ies"} to labelled image folders only; leave it out.')
+    if path.is_file() and path.suffix.lower() == '.csv': _no_patterns('a FER2013 CSV'); return read_fer2013_csv(path, **kwargs)
+    if path.is_dir() and (path/'fer2013.csv').is_file() and not (path/'train').is_dir(): _no_patterns('a FER2013 CSV'); return read_fer2013_csv(path/'fer2013.csv', **kwargs)
     if path.is_dir() and (path/'test').is_dir() and any(_split_from_name(f.name) for f in (path/'test').rglob('*_*')):
-        return read_fer2013_folder(path)
-    return read_image_folder(path, **kwargs)
+        _no_patterns('in the FER2013 folder layout'); return read_fer2013_folder(path)
+    return read_image_folder(path, **kwargs, **patterns)
 
 # %% ../nbs/01_data.ipynb #90c62a12
 def to_uint8(arr) -> np.ndarray:

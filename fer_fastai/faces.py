@@ -80,7 +80,10 @@ class YuNetDetector(Detector):
         if model_path is None or not Path(model_path).is_file():
             raise FileNotFoundError(f'YuNet needs its ONNX model file; {str(model_path)!r} does not exist. Download '
                                     'face_detection_yunet_2023mar.onnx from the OpenCV model zoo and pass its path, or use detector="haar".')
-        self.net = cv2.FaceDetectorYN.create(str(model_path), '', (320, 320), score_threshold, nms_threshold, top_k)
+        try: self.net = cv2.FaceDetectorYN.create(str(model_path), '', (320, 320), score_threshold, nms_threshold, top_k)
+        except cv2.error as e:  # not an ONNX file, truncated, or another network
+            raise FERModelError(f'OpenCV cannot load {str(model_path)!r} as a YuNet detector ({str(e).strip().splitlines()[-1][:200]}). '
+                                'Pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo, or use detector="haar".') from None
     def detect(self, rgb, min_size=20):
         h, w = rgb.shape[:2]
         self.net.setInputSize((w, h))

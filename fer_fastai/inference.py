@@ -157,6 +157,20 @@ def _write_table(df:pd.DataFrame, out, failures=()):
         else: df.apply(lambda c: c.map(_csv_safe) if c.dtype == object or pd.api.types.is_string_dtype(c) else c).to_csv(tmp, index=False)
     return out
 
+class _Table:
+    "The rows of a results table, rewritten to `out` (atomically) as they come: at most every `every` s, and never taking over a tenth of the time"
+    def __init__(self, out, columns, every:float=1.):
+        self.out, self.columns, self.every = None if out is None else Path(out), columns, every
+        self.rows, self.failures, self.last, self.cost = [], [], time.perf_counter(), 0.
+    def add(self, rows, failures=()):
+        self.rows += rows; self.failures += failures
+        if self.out is not None and time.perf_counter() - self.last >= max(self.every, 10 * self.cost): self.write()
+    def df(self): return pd.DataFrame(self.rows, columns=self.columns)
+    def write(self):
+        t = time.perf_counter(); _write_table(self.df(), self.out, self.failures)
+        self.last = time.perf_counter(); self.cost = self.last - t
+        return self.out
+
 def _summary_failures(failures, what='file', max_show=5):
     if not failures: return ''
     shown = '\n  '.join(f'{f}: {e}' for f, e in failures[:max_show])
@@ -167,23 +181,25 @@ def predict_folder(rec:FERRecognizer, folder, out=None, detect:bool=True, recurs
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'{str(folder)!r} is not a folder.')
     files = sorted(p for p in (folder.rglob('*') if recursive else folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    rows, failures = [], []
+    table = _Table(out, _columns(rec.vocab))  # written as it grows: a killed call keeps the rows done
     chunks = [files[i:i + chunk] for i in range(0, len(files), chunk)]
     try:
         for fs in progress_bar(chunks, leave=False) if verbose and len(chunks) > 1 else chunks:
+            rows, failures = [], []
             for f, res in zip(fs, rec.predict_many(fs, detect=detect, errors='return')):
                 rel = f.relative_to(folder)
                 if isinstance(res, Exception):
                     failures.append((str(rel), str(res))); rows.append(dict(file=str(rel), face=None, error=str(res)))
                 else: rows += _rows(rel, res, rec.vocab)
+            table.add(rows, failures)
     except KeyboardInterrupt:  # the rows done so far are kept
         if out is not None:
-            _write_table(pd.DataFrame(rows, columns=_columns(rec.vocab)), out, failures)
-            print(f'{folder}: stopped after {len({r["file"] for r in rows})} of {len(files)} images; their rows are in {out}', file=sys.stderr)
+            table.write()
+            print(f'{folder}: stopped after {len({r["file"] for r in table.rows})} of {len(files)} images; their rows are in {out}', file=sys.stderr)
         raise
-    df = pd.DataFrame(rows, columns=_columns(rec.vocab))
+    df, failures = table.df(), table.failures
     df.attrs.update(failures=failures, n_images=len(files), n_faces=int(df.face.notna().sum()))
-    if out is not None: _write_table(df, out, failures)
+    if out is not None: table.write()
     if verbose:
         n_none = len(set(df.file[df.face.isna() & (df.error == '')]))
         print(f'{folder}: {len(files)} images, {df.attrs["n_faces"]} faces, {n_none} without a face, {len(failures)} failed' +
@@ -219,7 +235,7 @@ def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=
     cap = open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.
     if not np.isfinite(fps) or fps <= 0 or fps > 1000: fps = 25.
-    rows, writer, last, i, t0 = [], None, [], 0, time.perf_counter()
+    table, writer, last, i, t0 = _Table(out_csv, _columns(rec.vocab, ('frame', 'time_s'))), None, [], 0, time.perf_counter()
     pending, n_pending = [], 0  # frames read since the last batch: (index, RGB, analysed?); only analysed ones unless writing a video
     def flush():
         nonlocal writer, last, n_pending
@@ -228,7 +244,7 @@ def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=
         for k, f, a in pending:
             if a:
                 last = found[k]
-                rows.extend(_rows(path, last, rec.vocab, frame=k, time_s=round(k / fps, 3)))
+                table.add(_rows(path, last, rec.vocab, frame=k, time_s=round(k / fps, 3)))
             if out_video is not None:
                 if writer is None: writer = _video_writer(out_video, fps, (f.shape[1], f.shape[0]))
                 writer.write(cv2.cvtColor(np.asarray(annotate(f, last)), cv2.COLOR_RGB2BGR))
@@ -243,13 +259,17 @@ def predict_video(rec:FERRecognizer, path, every:int=1, out_csv=None, out_video=
             i += 1
             if n_pending >= batch: flush()
         flush()
+    except KeyboardInterrupt:  # the frames done so far are kept
+        if out_csv is not None and table.rows:
+            table.write(); print(f'{Path(path).name}: stopped after {i} frames; the rows of those analysed are in {out_csv}', file=sys.stderr)
+        raise
     finally:
         cap.release()
         if writer is not None: writer.release()
     if i == 0: raise FERVideoError(f'No frame could be read from {Path(path).name!r}: an empty or corrupt video.')
-    df = pd.DataFrame(rows, columns=_columns(rec.vocab, ('frame', 'time_s')))
+    df = table.df()
     df.attrs.update(n_frames=i, n_analysed=int(df.frame.nunique()), fps=fps)
-    if out_csv is not None: _write_table(df, out_csv)
+    if out_csv is not None: table.write()
     if verbose:
         print(f'{Path(path).name}: {i} frames read, {df.attrs["n_analysed"]} analysed, {int(df[df.face.notna()].frame.nunique())} with a face '
               f'({i / (time.perf_counter() - t0):.0f} frames/s)')
@@ -363,11 +383,11 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
     "Predict images, folders and videos `paths` with `rec`, writing results into folder `out`; a summary dict"
     if fmt not in ('csv', 'json'): raise ValueError(f"fmt must be 'csv' or 'json', not {fmt!r}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    failures, done, image_rows, written = [], 0, [], []
-    def write_images():
-        if not image_rows: return None
-        img_failures = [(f, e) for f, e in failures if any(r['file'] == f and r['error'] for r in image_rows)]
-        return _write_table(pd.DataFrame(image_rows, columns=_columns(rec.vocab)), claim_path(out/f'images.{fmt}'), img_failures)
+    failures, done = [], 0
+    images = _Table(None, _columns(rec.vocab))  # the images given directly: one table, named when its first row comes, rewritten as it grows
+    def add_image_rows(rows, failed=()):
+        if images.out is None: images.out = claim_path(out/f'images.{fmt}')
+        images.add(rows, failed)
     try:
         for p in map(Path, paths):
             claimed = []
@@ -388,20 +408,21 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
                 elif not p.exists(): raise FileNotFoundError(f'{str(p)!r} does not exist.')
                 else:
                     res = rec.predict(p, detect=detect)
-                    image_rows += _rows(p, res, rec.vocab)
+                    add_image_rows(_rows(p, res, rec.vocab))
                     if annotate_images: annotate(p, res).save(claim(out/f'{p.stem}_annotated.jpg'), quality=90)
                     print(f'{p.name}: ' + (', '.join(f"{r['emotion']} ({r['prob']:.2f})" for r in res) if res else 'no face'))
                     done += 1
-            except (FaceImageError, FERVideoError, FileNotFoundError) as e:
+            except (FaceImageError, FERVideoError, FERDataError, OSError) as e:  # this input, or one of its outputs, failed: the next one goes on
                 for q in claimed:
                     if q.is_file() and q.stat().st_size == 0: q.unlink()  # names claimed for this input's outputs, never written
-                failures.append((str(p), str(e))); print(f'{p.name}: FAILED ({e})')
-                if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS: image_rows.append(dict(file=str(p), face=None, error=str(e)))  # every image given has a row
-    except BaseException:  # Ctrl-C, or an error of one input's outputs: the image rows done so far are kept
-        t = write_images()
-        if t is not None: print(f'stopped: the {len(image_rows)} image row(s) done so far are in {t}', file=sys.stderr)
+                err = str(e) if isinstance(e, (FERError, FileNotFoundError)) else f'{type(e).__name__}: {e}'
+                failures.append((str(p), err)); print(f'{p.name}: FAILED ({err})')
+                if not p.is_dir() and p.suffix.lower() not in VIDEO_EXTENSIONS:
+                    add_image_rows([dict(file=str(p), face=None, error=err)], [(str(p), err)])  # every image given has a row
+    except BaseException:  # Ctrl-C, or a bug: the image rows done so far are kept
+        if images.rows: print(f'stopped: the {len(images.rows)} image row(s) done so far are in {images.write()}', file=sys.stderr)
         raise
-    write_images()
+    if images.rows: images.write()
     if failures: print(_summary_failures(failures, 'input'))
     print(f'{done} of {len(list(paths))} input(s) processed; results in {out}')
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))

@@ -316,8 +316,9 @@ def _run_train(r, items, pretrained, out, extra, plots):
     run = _fit(r, learn, out, pretrained, plots)
     extra['training'] = dict(lrs=run.lrs, stages=run.stages, best_epoch=run.get('best_epoch'), wall_time_s=run.wall_time_s, device=run.device,
                              precision=learn.fer['precision'], distill=learn.fer.get('distill'), faces_per_epoch=run.faces_per_epoch,
-                             stopped=run.stopped, interrupted=run.interrupted, distributed=run.distributed)
+                             stopped=run.stopped, interrupted=run.interrupted, diverged=run.diverged, distributed=run.distributed)
     if run.interrupted: extra['interrupted'] = run.interrupted
+    if run.diverged: extra['diverged'] = run.diverged
     if not is_main_process(): return learn, None  # a data-parallel run: rank 0 evaluates and writes
     with one_process() if is_distributed() else nullcontext():
         reps = _evaluate_all(learn, flip=r.tta, crops=r.tta_crops)

@@ -48,12 +48,18 @@ class RunConfig:
         if not isinstance(self.arch, str) or not self.arch: bad(f'arch must be an architecture name, not {self.arch!r}')
         get_arch(self.arch)
         if not isinstance(self.vocab, (list, tuple)) or not self.vocab: bad(f'vocab must be a non-empty list of emotions, not {self.vocab!r}')
-        unknown = [v for v in self.vocab if v not in ALL_EMOTIONS]
+        unknown = [v for v in self.vocab if not isinstance(v, str) or v not in ALL_EMOTIONS]
         if unknown: bad(f'unknown emotions {unknown} in vocab (known: {", ".join(ALL_EMOTIONS)})')
+        if len(set(self.vocab)) < len(self.vocab): bad(f'vocab names an emotion twice: {self.vocab}')
         self.vocab = list(self.vocab)
         if not isinstance(self.size, int) or isinstance(self.size, bool) or not 8 <= self.size <= MAX_SIZE: bad(f'size must be an integer from 8 to {MAX_SIZE} pixels, not {self.size!r}')
         if self.n_channels not in (1, 3): bad(f'n_channels must be 1 or 3, not {self.n_channels!r}')
-        if self.head not in HEADS: bad(f'unknown head {self.head!r} (heads: {", ".join(HEADS)})')
+        if not isinstance(self.head, str) or self.head not in HEADS: bad(f'unknown head {self.head!r} (heads: {", ".join(HEADS)})')
+        if not isinstance(self.native, bool): bad(f'native must be true or false, not {self.native!r}')
+        if isinstance(self.ps, bool) or not isinstance(self.ps, (int, float)) or not 0 <= self.ps < 1: bad(f'ps (head dropout) must be a number from 0 to below 1, not {self.ps!r}')
+        if self.normalize is not None and not isinstance(self.normalize, str): bad(f'normalize must be a name or null, not {self.normalize!r}')
+        for k in ('metrics', 'training', 'extra'):
+            if not isinstance(getattr(self, k), dict): bad(f'{k} must be a JSON object, not {getattr(self, k)!r}')
         if (self.mean is None) != (self.std is None): bad('mean and std go together: give both or neither')
         if self.mean is not None:
             try: mean, std = [float(v) for v in self.mean], [float(v) for v in self.std]
@@ -75,7 +81,9 @@ class RunConfig:
         missing = [k for k in ('arch', 'vocab') if d.get(k) is None]
         if missing: raise FERModelError(f'Invalid run config: {", ".join(missing)} missing. Is it a model.json written by fer_fastai?')
         names = {f.name for f in dataclasses.fields(cls)}
-        extra = {**d.pop('extra', {}), **{k: d.pop(k) for k in list(d) if k not in names}}
+        extra = d.pop('extra', None) or {}
+        if not isinstance(extra, dict): raise FERModelError(f'Invalid run config: extra must be a JSON object, not {extra!r}.')
+        extra = {**extra, **{k: d.pop(k) for k in list(d) if k not in names}}
         d.setdefault('config_version', 0)
         d = {k: v for k, v in d.items() if v is not None or k in ('mean', 'std', 'normalize', 'fer_fastai_version')}
         return cls(**d, extra=extra)
@@ -155,7 +163,10 @@ def load_state_dict_file(path # a weights file, or a run folder (its model.pth)
     if path.is_dir(): path = path/'model.pth'
     if not path.is_file(): raise FERModelError(f'Weights file {str(path)!r} does not exist.')
     try: sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise FERModelError(f'{str(path)!r} is not a PyTorch state dict ({type(e).__name__}: {e}).') from None
+    except Exception as e:  # torch's message can run to many lines: its first says what failed
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        raise FERModelError(f'{str(path)!r} is not a PyTorch state dict that loads weights-only ({type(e).__name__}: {why}); '
+                            'save weights with torch.save(model.state_dict(), path) or learn.save_run.') from None
     if isinstance(sd, dict) and 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']
     if isinstance(sd, dict) and 'state_dict' in sd and isinstance(sd['state_dict'], dict): sd = sd['state_dict']
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

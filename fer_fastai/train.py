@@ -41,6 +41,7 @@ class TrainingRun:
     final: dict = field(default_factory=dict)   # validation loss and metrics of the kept weights
     stopped: str = None            # why training stopped early ('NaN loss', 'interrupted (SIGINT)'), or None
     interrupted: dict = None       # stopped by Ctrl-C / SIGTERM: the signal, the stage, the epochs completed
+    diverged: dict = None          # the loss became NaN after an epoch worth keeping: where, the stage, its lr, the epochs completed
     faces_per_epoch: int = None    # training faces each epoch trained on (all processes together; less the last partial batch)
     distributed: dict = None       # a data-parallel run: processes, backend, batch sizes, what each rank trained on, the weights' digest
     def get(self, key, default=None):
@@ -63,18 +64,17 @@ class _KeepBest(SaveModelCallback):
         if f.exists(): get_model(self.learn.model).load_state_dict(torch.load(f, map_location='cpu', weights_only=True))
 
 class _NaNWatch(Callback):
-    "Stop the fit after the batch when the loss becomes NaN or infinite (as TerminateOnNaNCallback does) or a stop signal came (`stop['signal']`), in every process of a data-parallel run at the same batch; `hit` says NaN did"
+    "Stop the fit after the batch when the loss of a training or validation batch becomes NaN or infinite (TerminateOnNaNCallback watches training only: a model whose outputs are NaN would be saved as the best) or a stop signal came (`stop['signal']`), in every process of a data-parallel run at the same batch; `hit` says where NaN came"
     order = TerminateOnNaNCallback.order
     def __init__(self, stop=None): self.stop = ifnone(stop, {})
-    def before_fit(self): self.hit = False
+    def before_fit(self): self.hit = None
     def after_batch(self):
-        if not self.training: return
         flags = torch.stack([~torch.isfinite(self.loss.detach()).all(), torch.tensor(self.stop.get('signal') is not None, device=self.loss.device)]).float()
         if is_distributed(): torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
         nan, sig = flags.tolist()
         if sig and self.stop.get('signal') is None: self.stop['signal'] = 'another process'  # a data-parallel peer was told to stop
-        if nan: self.hit = True
-        if nan or sig: raise CancelFitException
+        if nan: self.hit = 'in training' if self.training else 'on the validation set'
+        if nan or sig: raise CancelFitException  # before the epoch ends: a NaN model is never checkpointed
 
 @contextmanager
 def _stop_on_signal(stop:dict):
@@ -170,7 +170,7 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
     t0 = time.time()
 
     def _fit(n, lr_, stage):
-        if n <= 0 or stop['signal']: return
+        if n <= 0 or stop['signal'] or rec.diverged: return
         print(f'{stage}: {"fit_one_cycle" if schedule == "one_cycle" else "fit (reduce on plateau)"}({n}, lr={lr_})')
         try:
             with nullcontext() if main else learn.no_bar():
@@ -195,8 +195,12 @@ def train_fer(learn,                     # a `fer_learner` (or any fastai `Learn
             print(f"Interrupted ({stop['signal']}) in stage {stage!r} after {len(rec.history)} complete epoch(s): the best model so far is kept.")
         if nan.hit:
             rec.stopped = 'NaN loss'
-            raise FERTrainingError(f'The loss became NaN in stage {stage!r} (learning rate {lr_} too high?). Training stopped; '
-                                   f'the best checkpoint so far ({keep.best if math.isfinite(keep.best) else "none"}) was kept. Try a lower lr.')
+            if not (keep_best and (ckpt/'best.pth').is_file()):
+                raise FERTrainingError(f'The loss became NaN {nan.hit} in stage {stage!r} (learning rate {lr_} too high?) before any epoch worth keeping: '
+                                       'nothing was saved. Try a lower lr.')
+            rec.diverged = dict(where=nan.hit, stage=stage, lr=str(lr_), epochs_completed=len(rec.history))
+            print(f'The loss became NaN {nan.hit} in stage {stage!r} (learning rate {lr_} too high?): training stopped; the best model so far '
+                  f'({monitor} {keep.best:.4f}) is kept.')
 
     stop_ctx = _stop_on_signal(stop); stop_ctx.__enter__()
     try:

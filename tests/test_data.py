@@ -150,6 +150,13 @@ def test_bad_file_name_patterns_are_explained(tmp_path):
     items = read_image_folder(tmp_path, label_pattern=r'\.([A-Z]{2})\d', subject_pattern=r'^([A-Z]+)\.')
     assert (items.label.tolist(), items.subject.tolist()) == (['angry'], ['KA'])
 
+def test_file_name_patterns_on_data_whose_labels_are_elsewhere(fer_path, tmp_path):
+    "A label pattern given with FER2013 (folder layout or CSV), whose labels are not in file names, is refused, not silently ignored; a bad one before any file is read"
+    _write_fer2013_csv(tmp_path/'fer.csv', _faces(14), [k % 7 for k in range(14)], ['Training'] * 14)
+    for src in [fer_path, tmp_path/'fer.csv']:
+        with pytest.raises(FERDataError, match='applies to labelled image folders only'): read_fer_items(src, label_pattern=r'\.([A-Z]{2})\d')
+    with pytest.raises(FERDataError, match='not a regular expression'): read_fer_items(tmp_path/'nowhere', label_pattern='(')
+
 
 def test_empty_or_binary_csv_is_explained(tmp_path):
     from fer_fastai.core import FERDataError

@@ -138,3 +138,69 @@ def test_an_interrupted_predict_keeps_the_rows_done(fer_path, tmp_path):
     df = pd.read_csv(out/'images.csv')
     assert 1 <= len(df) < len(imgs) and 'image row(s) done so far' in err, (len(df), err[-500:])
     assert list(df.file) == [str(f) for f in imgs[:len(df)]]  # in order, none lost
+
+def test_a_killed_predict_keeps_whole_rows_of_the_images_done(fer_path, tmp_path):
+    "SIGKILL (no handler runs) in the middle of a long predict call: the table, rewritten atomically as it grows, holds whole rows of the images done, in order"
+    import pandas as pd
+    imgs = sorted((fer_path/'test').glob('*/PublicTest_*'))[:1500]
+    out, table = tmp_path/'pred', tmp_path/'pred'/'images.csv'
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    p = subprocess.Popen([EXE, 'predict', *map(str, imgs), '--no-detect', '--out', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        t0 = time.time()
+        while not (table.is_file() and table.stat().st_size > 0) and p.poll() is None and time.time() - t0 < 120: time.sleep(0.1)
+        time.sleep(1.5)  # a few more rewrites
+        assert p.poll() is None, 'predict ended before it could be killed'
+        p.kill(); p.wait(30)
+    finally:
+        if p.poll() is None: p.kill()
+    df = pd.read_csv(table)
+    assert 1 <= len(df) < len(imgs), len(df)
+    assert list(df.file) == [str(f) for f in imgs[:len(df)]] and df.filter(like='p_').notna().all().all() and df.emotion.notna().all()
+
+def test_names_too_long_for_the_file_system_are_shortened(fer_path, tmp_path):
+    "An input whose name is as long as allowed: its annotated image, overlay and table rows are still written, under a shortened name"
+    import shutil, pandas as pd
+    src = sorted((fer_path/'test'/'happy').glob('PublicTest_*'))[0]
+    d = tmp_path/'faces'; d.mkdir()
+    long = d/('face_' + 'x' * 245 + '.png')  # 254 bytes: allowed, but not with _annotated.jpg or _gradcam.png added
+    shutil.copy(src, long)
+    r = _cli('predict', long, '--no-detect', '--out', tmp_path/'pred')
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert pd.read_csv(tmp_path/'pred'/'images.csv').file.tolist() == [str(long)]
+    ann = list((tmp_path/'pred').glob('face_x*_annotated.jpg'))
+    assert len(ann) == 1 and len(ann[0].name.encode()) <= 255 and ann[0].stat().st_size > 0
+    r = _cli('cam', d, '--out', tmp_path/'cams', '--device', 'cpu')
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert [len(f.name.encode()) <= 255 and f.stat().st_size > 0 for f in (tmp_path/'cams').glob('face_x*.png')] == [True]
+
+def test_a_planted_pickle_does_not_run_when_a_training_diverges(fer_tiny, tmp_path):
+    "A pickle planted as OUT/models/best.pth, then `fer_fastai train --out OUT --lr 1e30`: the NaN message, status 2, and the pickle's code never runs"
+    import pickle
+    marker, out = tmp_path/'PWNED', tmp_path/'run'
+    class Evil:
+        def __reduce__(self): return (open, (str(marker), 'w'))
+    (out/'models').mkdir(parents=True); (out/'models'/'best.pth').write_bytes(pickle.dumps(Evil()))
+    r = _cli('train', '--data', fer_tiny, '--arch', 'fer_vgg_s', '--epochs', '1', '--lr', '1e30', '--no-plots', '--out', out)
+    assert r.returncode == 2 and 'NaN' in r.stderr and 'Traceback' not in r.stderr, (r.returncode, r.stderr[-2000:])
+    assert not marker.exists() and (out/'models'/'best.pth').read_bytes() == pickle.dumps(Evil())  # the user's file left as it was
+
+def test_a_run_that_diverges_after_a_good_epoch_keeps_it(fer_tiny, tmp_path, monkeypatch, capsys):
+    "The loss turns NaN in the second epoch (inputs poisoned, as a too-high lr would): status 2 and a message, and the run folder holds epoch 0's model, loadable, its record saying `diverged`"
+    import torch
+    from fer_fastai import train as T
+    from fer_fastai.cli import main
+    from fer_fastai.runs import load_run_model
+    def poison(self):
+        if self.training and self.epoch == 1: self.learn.xb = (self.xb[0] * float('nan'),)
+    monkeypatch.setattr(T._NaNWatch, 'before_batch', poison, raising=False)
+    out = tmp_path/'run'
+    rc = main(['train', '--data', str(fer_tiny), '--arch', 'fer_vgg_s', '--epochs', '3', '--lr', '2e-3', '--bs', '16', '--no-plots', '--out', str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'NaN in training' in err and 'holds the best model before it' in err, err[-2000:]
+    rec = json.loads((out/'model.json').read_text())
+    assert rec['training']['diverged'] == dict(where='in training', stage='all layers', lr='0.002', epochs_completed=1), rec['training'].get('diverged')
+    assert json.loads((out/'results.json').read_text())['diverged']['epochs_completed'] == 1
+    model, config = load_run_model(out, 'cpu')
+    assert all(torch.isfinite(p).all() for p in model.state_dict().values())
+    assert main(['evaluate', '--model', str(out), '--data', str(fer_tiny), '--split', 'PublicTest']) == 0

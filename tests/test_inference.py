@@ -131,21 +131,27 @@ def test_predict_cli(trained, tmp_path):
     cmd = [str(Path(sys.executable).parent/'fer_fastai'), 'predict', str(tmp_path/'astronaut.jpg'), str(folder), str(vid), str(tmp_path/'missing.jpg'),
            '--model', str(run), '--out', str(out), '--every', '2', '--device', 'cpu']
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.returncode == 1 and 'Traceback' not in p.stderr, p.stdout + p.stderr  # missing.jpg and faces/broken.png failed; the others were done
     assert 'astronaut.jpg:' in p.stdout and 'missing.jpg' in p.stdout and 'failed' in p.stdout
     assert sorted(f.name for f in out.iterdir()) == ['astronaut_annotated.jpg', 'clip.csv', 'clip_annotated.mp4', 'clip_summary.csv', 'clip_timeline.png', 'faces.csv', 'images.csv']
     assert len(pd.read_csv(out/'clip.csv')) >= 3  # frames 0, 2, 4 (one row per face, or one row without a face)
     assert (pd.read_csv(out/'faces.csv').error.fillna('') != '').sum() == 1
     assert _count_frames(out/'clip_annotated.mp4') == 6
-    # in process: --no-detect and json, then nothing processable -> exit status 1, and a folder that is not a run -> 2
+    assert pd.read_csv(out/'images.csv').file.map(lambda f: Path(f).name).tolist() == ['astronaut.jpg', 'missing.jpg']  # every image given has a row
+    # in process: --no-detect and json, then a failed input -> exit status 1, and a folder that is not a run -> 2
     from fer_fastai.cli import main, predict
-    predict([folder], model=run, out=tmp_path/'out2', detect=False, fmt='json')
+    with pytest.raises(SystemExit, match='1'): predict([folder], model=run, out=tmp_path/'out2', detect=False, fmt='json')  # broken.png
     j = json.loads((tmp_path/'out2/faces.json').read_text())
     assert j['n_failed'] == 1 and sum(r['face'] == 0 for r in j['results']) == 5
     assert main(['predict', str(tmp_path/'missing.jpg'), '--model', str(run), '--out', str(tmp_path/'out3')]) == 1
     assert main(['predict', str(folder), '--model', str(tmp_path/'no_run'), '--out', str(tmp_path/'out4')]) == 2
-    assert main(['predict', str(folder), str(tmp_path/'astronaut.jpg'), '--model', str(run), '--out', str(tmp_path/'out5'), '--no-detect', '--fmt', 'json']) == 0
+    assert main(['predict', str(folder), str(tmp_path/'astronaut.jpg'), '--model', str(run), '--out', str(tmp_path/'out5'), '--no-detect', '--fmt', 'json']) == 1  # faces/broken.png
     assert (tmp_path/'out5/faces.json').is_file() and (tmp_path/'out5/images.json').is_file()
+    good = [f for f in sorted(folder.glob('*.png')) if f.name != 'broken.png'][:4]
+    assert main(['predict', *map(str, good[:2]), str(folder/'broken.png'), *map(str, good[2:]), '--model', str(run), '--out', str(tmp_path/'out6'), '--no-detect', '--fmt', 'json']) == 1
+    j = json.loads((tmp_path/'out6/images.json').read_text())
+    assert [Path(r['file']).name for r in j['results']] == [f.name for f in good[:2]] + ['broken.png'] + [f.name for f in good[2:]] and j['n_failed'] == 1
+    assert main(['predict', *map(str, good), '--model', str(run), '--out', str(tmp_path/'out6'), '--no-detect']) == 0
 
 def test_export_onnx_cli_then_predict(tmp_path):
     "`fer_fastai export` writes model.onnx + model.json; `fer_fastai predict --model` on that folder runs onnxruntime and agrees with PyTorch"
