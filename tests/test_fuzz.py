@@ -46,7 +46,8 @@ def inputs(fer_path, tmp_path_factory):
     return d, good, bad
 
 def _run(*args, timeout=300):
-    r = subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+    r = subprocess.run([EXE, *map(str, args)], capture_output=True, encoding='utf-8', errors='replace',  # a decoder library may print bytes of a broken file to stderr
+                        env=ENV, timeout=timeout)
     assert 'Traceback' not in r.stdout + r.stderr, (r.stdout + r.stderr)[-4000:]
     return r
 
