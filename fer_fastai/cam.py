@@ -403,7 +403,7 @@ def save_cams(run, paths, out=None, method:str='gradcam', device=None, bs:int=64
     if not files: raise FERCamError(f'No image files in {", ".join(map(str, paths))}.')
     one = len(paths) == 1 and paths[0].is_file()  # one image: `out` is its PNG; else a folder of `<stem>_<method>.png`
     out = Path(ifnone(out, 'cam.png' if one else 'cams'))
-    (out.parent if one else out).mkdir(parents=True, exist_ok=True)
+    make_out_folder(out.parent if one else out)
     inputs, failed, written = [], [], []
     for f in files:
         try: inputs.append((f, _face_input(f, cfg)))

@@ -11,7 +11,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['EMOTIONS', 'ALL_EMOTIONS', 'FER2013_CODES', 'EMOTION_ALIASES', 'DATA_ENV_VAR', 'DEFAULT_MODEL', 'FERError',
            'UnknownEmotionError', 'add_emotion_alias', 'normalize_emotion', 'FERDataError', 'FERModelError',
-           'FERSettingError', 'fer_data_path', 'choose_device', 'atomic_path', 'claim_path']
+           'FERSettingError', 'fer_data_path', 'choose_device', 'atomic_path', 'claim_path', 'make_out_folder']
 
 # %% ../nbs/00_core.ipynb #fe4a49ee
 EMOTIONS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
@@ -153,6 +153,19 @@ def claim_path(path # the name wanted
     while True:
         try: os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)); return p
         except FileExistsError: p = path.with_name(f'{path.stem}_{k}{path.suffix}'); k += 1
+
+# %% ../nbs/00_core.ipynb #fbb1895f
+def make_out_folder(path, # the folder to write into
+                    what:str='--out', # how the user gave it, for the message
+                   ) -> Path:
+    "Folder `path`, made if missing; a `FERSettingError` if a file is in its way or it cannot be made or written to"
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise FERSettingError(f'{what} {str(path)!r} is a file, not a folder: choose another folder.')
+    try: path.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise FERSettingError(f'Cannot make {what} {str(path)!r} ({e.strerror or e}): choose a writable folder.') from None
+    if not os.access(path, os.W_OK | os.X_OK): raise FERSettingError(f'{what} {str(path)!r} is not writable (read-only or no permission): choose a writable folder.')
+    return path
+
 
 # %% ../nbs/00_core.ipynb #be3b92a3
 DEFAULT_MODEL = 'fer2013'  # the shipped model `fer_fastai predict` and `FERRecognizer()` use when given none

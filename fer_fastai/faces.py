@@ -80,7 +80,9 @@ class YuNetDetector(Detector):
         if model_path is None or not Path(model_path).is_file():
             raise FileNotFoundError(f'YuNet needs its ONNX model file; {str(model_path)!r} does not exist. Download '
                                     'face_detection_yunet_2023mar.onnx from the OpenCV model zoo and pass its path, or use detector="haar".')
-        try: self.net = cv2.FaceDetectorYN.create(str(model_path), '', (320, 320), score_threshold, nms_threshold, top_k)
+        try:
+            self.net = cv2.FaceDetectorYN.create(str(model_path), '', (320, 320), score_threshold, nms_threshold, top_k)
+            self.net.setInputSize((64, 64)); self.net.detect(np.zeros((64, 64, 3), np.uint8))  # another network loads, and fails here
         except cv2.error as e:  # not an ONNX file, truncated, or another network
             raise FERModelError(f'OpenCV cannot load {str(model_path)!r} as a YuNet detector ({str(e).strip().splitlines()[-1][:200]}). '
                                 'Pass face_detection_yunet_2023mar.onnx from the OpenCV model zoo, or use detector="haar".') from None
@@ -249,7 +251,7 @@ def crop_faces(src,                     # a labelled image folder (see `read_ima
         raise ValueError(f'dst {str(dst)!r} must not be src or inside it: the crops would be read back as data.')
     get_detector(detector)  # fail now, not in every worker, on a bad detector name or a missing model file
     items = read_image_folder(src, label_pattern=label_pattern)
-    dst.mkdir(parents=True, exist_ok=True)
+    make_out_folder(dst, 'dst')
     rpath = dst/REPORT_NAME
     if not resume and rpath.exists(): rpath.unlink()
     done = _read_report(rpath)

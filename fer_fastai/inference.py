@@ -382,7 +382,7 @@ def load_exported_learner(path, trust:bool=False, cpu:bool=True):
 def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True, every:int=1, fmt:str='csv', annotate_images:bool=True) -> dict:
     "Predict images, folders and videos `paths` with `rec`, writing results into folder `out`; a summary dict"
     if fmt not in ('csv', 'json'): raise ValueError(f"fmt must be 'csv' or 'json', not {fmt!r}")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = make_out_folder(out)
     failures, done = [], 0
     images = _Table(None, _columns(rec.vocab))  # the images given directly: one table, named when its first row comes, rewritten as it grows
     def add_image_rows(rows, failed=()):
@@ -484,8 +484,7 @@ def export_onnx(model=DEFAULT_MODEL, # a shipped model's name or a run folder
     net = net.float().eval()
     name = Path(str(model)).name
     out = Path(ifnone(out, Path('exports')/(name + ('_int8' if int8 else ''))))
-    if out.exists() and not out.is_dir(): raise FERSettingError(f'--out {str(out)!r} is a file, not a folder.')
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_folder(out)
     fp32 = out/('model_fp32.onnx' if int8 else 'model.onnx')
     x = torch.zeros(2, config.n_channels, config.size, config.size)
     with warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed; torch warns that it is the older one

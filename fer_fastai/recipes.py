@@ -374,9 +374,7 @@ def prepare_run_folder(out, overwrite:bool=False) -> Path:
         if unlisted: raise FERDataError(f'{str(out)!r} holds a run that an older version wrote ({", ".join(unlisted)} not in its list of written files, '
                                         f'{MANIFEST}): nothing is removed. Delete those files yourself, or choose another --out.')
         remove_written(out)
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise FERSettingError(f'Cannot make the run folder {str(out)!r} ({e.strerror or e}): choose a writable --out (out=).') from None
-    return out
+    return make_out_folder(out, 'the run folder')
 
 def _default_out(r:Recipe, quick:bool) -> Path:
     name = f'fer2013_{r.arch}' if r.name == 'default' else f'recipes/{r.name}'

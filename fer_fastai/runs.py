@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_runs.ipynb #be658e7f
 from __future__ import annotations
-import dataclasses, hashlib, importlib.resources, json, math, shutil
+import dataclasses, hashlib, importlib.resources, json, math, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
@@ -162,9 +162,17 @@ def load_state_dict_file(path # a weights file, or a run folder (its model.pth)
     path = resolve_run(path)
     if path.is_dir(): path = path/'model.pth'
     if not path.is_file(): raise FERModelError(f'Weights file {str(path)!r} does not exist.')
-    try: sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch's message can run to many lines: its first says what failed
-        why = (str(e).strip().splitlines() or [''])[0][:200]
+    try:
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it was not written with before it refuses the file: the refusal says it all
+            warnings.simplefilter('ignore'); sd = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch's message can run to many lines: the unpickler's reason, or its first line, says what failed
+        msg = str(e)
+        if 'WeightsUnpickler error:' in msg:  # a pickle of more than tensors: loading it fully could run its code
+            why = next((l.strip() for l in msg.split('WeightsUnpickler error:', 1)[1].splitlines() if l.strip()), '')[:200]
+            raise FERModelError(f'{str(path)!r} is not a PyTorch state dict that loads weights-only: it holds more than tensors ({why}), and '
+                                'fer_fastai does not unpickle it, since that could run code. Save weights with torch.save(model.state_dict(), path) '
+                                'or learn.save_run.') from None
+        why = (msg.strip().splitlines() or [''])[0][:200]
         raise FERModelError(f'{str(path)!r} is not a PyTorch state dict that loads weights-only ({type(e).__name__}: {why}); '
                             'save weights with torch.save(model.state_dict(), path) or learn.save_run.') from None
     if isinstance(sd, dict) and 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']

@@ -204,3 +204,24 @@ def test_a_run_that_diverges_after_a_good_epoch_keeps_it(fer_tiny, tmp_path, mon
     model, config = load_run_model(out, 'cpu')
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     assert main(['evaluate', '--model', str(out), '--data', str(fer_tiny), '--split', 'PublicTest']) == 0
+
+def _read_only(ro:Path):
+    "Make folder `ro`; a function that turns a command into one that runs with `ro` read-only: mode 0555 for a user; for root, whom modes do not stop, a read-only tmpfs mounted there in a private mount namespace"
+    ro.mkdir()
+    if os.geteuid() != 0:
+        ro.chmod(0o555); return lambda args: args
+    if subprocess.run(['unshare', '-m', 'true'], capture_output=True).returncode != 0: pytest.skip('root without mount namespaces: no read-only folder to test with')
+    return lambda args: ['unshare', '-m', 'sh', '-c', f'mount -t tmpfs -o ro tmpfs "{ro}" && exec "$@"', 'sh', *args]
+
+@pytest.mark.parametrize('cmd', ['train', 'predict', 'cam', 'export'])
+def test_an_output_folder_that_cannot_be_written_is_one_error(fer_tiny, fer_path, tmp_path, cmd):
+    "--out inside a read-only folder, or the read-only folder itself: one `error:` line and status 2, for every command that writes"
+    faces = [str(f) for f in sorted((fer_path/'test'/'happy').glob('PublicTest_*'))[:2]]
+    args = {'train': ['--data', str(fer_tiny), '--arch', 'fer_vgg_s', '--epochs', '1', '--bs', '16', '--no-plots'],
+            'predict': [faces[0], '--no-detect'], 'cam': faces, 'export': []}[cmd]  # cam: two inputs, so --out is a folder
+    ro = tmp_path/'ro'; wrap = _read_only(ro)
+    env = dict(os.environ, MPLBACKEND='Agg', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    for out, msg in [(ro/'sub', f"Cannot make"), (ro, 'is not writable')]:
+        r = subprocess.run(wrap([EXE, cmd, *args, '--out', str(out)]), capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 2 and r.stderr.startswith('error: ') and msg in r.stderr and str(out) in r.stderr, (r.stdout + r.stderr)[-2000:]
+        assert 'Traceback' not in r.stderr and 'choose a writable folder' in r.stderr

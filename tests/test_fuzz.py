@@ -81,11 +81,16 @@ def test_predict_with_face_detection_and_cam_on_broken_files(inputs, tmp_path):
     made = {p.name.rsplit('_', 1)[0] for p in (tmp_path/'cams').glob('*.png')}
     assert {p.stem for p in good} <= made and 'random' not in made
 
-@pytest.mark.parametrize('content', [b'', b'not a network', bytes(range(256)) * 20])
+@pytest.mark.parametrize('content', [b'', b'not a network', bytes(range(256)) * 20, None])
 def test_a_broken_detector_file_is_a_message(inputs, tmp_path, content):
-    "--detector with an .onnx file that is empty, text or random bytes: one error line, status 2"
+    "--detector with an .onnx file that is empty, text, random bytes or a valid ONNX network that is not YuNet (None): one error line, status 2"
     d, good, bad = inputs
-    (tmp_path/'yunet.onnx').write_bytes(content)
+    if content is None:
+        import torch, warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(torch.nn.Conv2d(3, 2, 3), torch.zeros(1, 3, 32, 32), str(tmp_path/'yunet.onnx'), dynamo=False)
+    else: (tmp_path/'yunet.onnx').write_bytes(content)
     r = _run('predict', good[0], '--detector', tmp_path/'yunet.onnx', '--out', tmp_path/'pred')
     assert r.returncode == 2 and r.stderr.startswith('error: ') and 'yunet.onnx' in r.stderr, r.stderr[-2000:]
 
