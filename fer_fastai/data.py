@@ -20,16 +20,17 @@ from fastai.vision.core import PILImage, PILImageBW, imagenet_stats
 from fastai.vision.augment import aug_transforms, Resize, RandTransform
 from fastai.torch_core import TensorImage
 from .core import *
+from .images import IMAGE_EXTENSIONS, to_uint8, image_array  # the library's one image reader, re-exported here
+_all_ = ['IMAGE_EXTENSIONS', 'to_uint8', 'image_array']
 
 # %% auto #0
-__all__ = ['ITEM_COLUMNS', 'IMAGE_EXTENSIONS', 'SPLIT_ROLES', 'FER2013_SIDE', 'AUG_PRESETS', 'read_fer2013_csv',
-           'read_fer2013_folder', 'read_image_folder', 'read_fer_items', 'to_uint8', 'image_array', 'load_items',
-           'DatasetReport', 'check_dataset', 'show_faces', 'split_role', 'kfold_splits', 'split_items', 'class_weights',
-           'balanced_subset', 'FaceErasing', 'fer_augmentation', 'named_augmentation', 'fer_dataloaders']
+__all__ = ['ITEM_COLUMNS', 'SPLIT_ROLES', 'FER2013_SIDE', 'AUG_PRESETS', 'read_fer2013_csv', 'read_fer2013_folder',
+           'read_image_folder', 'read_fer_items', 'load_items', 'DatasetReport', 'check_dataset', 'show_faces',
+           'split_role', 'kfold_splits', 'split_items', 'class_weights', 'balanced_subset', 'FaceErasing',
+           'fer_augmentation', 'named_augmentation', 'fer_dataloaders', 'IMAGE_EXTENSIONS', 'to_uint8', 'image_array']
 
 # %% ../nbs/01_data.ipynb #9f5134d3
 ITEM_COLUMNS = ['image', 'label', 'split', 'subject']
-IMAGE_EXTENSIONS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp', '.pgm', '.ppm'}
 # Dataset split names mapped to their role: FER2013's Usage column, then common folder names
 SPLIT_ROLES = {'train': ('Training', 'train', 'training'),
                'valid': ('PublicTest', 'valid', 'val', 'validation', 'dev'),
@@ -196,44 +197,6 @@ def read_fer_items(source=None, # an items table, a CSV, a folder (default: FER2
     if path.is_dir() and (path/'test').is_dir() and any(_split_from_name(f.name) for f in (path/'test').rglob('*_*')):
         _no_patterns('in the FER2013 folder layout'); return read_fer2013_folder(path)
     return read_image_folder(path, **kwargs, **patterns)
-
-# %% ../nbs/01_data.ipynb #90c62a12
-def to_uint8(arr) -> np.ndarray:
-    "`arr` scaled to `uint8`: 16-bit (0..65535) and wider integers, floats (0..1 if they fit, else stretched); `uint8` as it is"
-    arr = np.asarray(arr)
-    if arr.dtype == np.uint8: return arr
-    a = arr.astype(np.float64)
-    if np.issubdtype(arr.dtype, np.floating): lo, hi = (0., 1.) if a.min() >= 0 and a.max() <= 1 else (a.min(), a.max())
-    elif a.min() >= 0 and a.max() <= 255: lo, hi = 0., 255.
-    elif a.min() >= 0 and a.max() <= 65535: lo, hi = 0., 65535.
-    else: lo, hi = a.min(), a.max()
-    return np.clip(np.round((a - lo) / max(hi - lo, 1e-12) * 255), 0, 255).astype(np.uint8)
-
-def image_array(src, # a file path, a PIL image or an array (gray, RGB or RGBA; 8 or 16 bit, integer or float)
-                mode:str='L', # 'L': gray, (H, W); 'RGB': (H, W, 3)
-               ) -> np.ndarray:
-    "The library's one image reader: a `uint8` array in `mode`, EXIF orientation applied, 16-bit and float images scaled to 8 bits, transparency shown on white"
-    if mode not in ('L', 'RGB'): raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
-    if isinstance(src, np.ndarray):
-        a = src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src
-        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
-            raise FERDataError(f'An image array must be HxW, HxWx3 (RGB) or HxWx4 (RGBA), not shape {src.shape}.')
-        a = to_uint8(a if a.ndim == 2 else a[..., :3])
-        if mode == 'RGB': return a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
-        return a if a.ndim == 2 else np.asarray(Image.fromarray(a).convert('L'))
-    if isinstance(src, Image.Image): return _pil_array(src, mode)
-    with Image.open(src) as im:
-        im.load()
-        return _pil_array(im, mode)
-
-def _pil_array(im, mode):
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):  # 16-bit and float: PIL's convert would clip them to white
-        return image_array(np.asarray(im), mode)
-    if im.mode == 'P' and 'transparency' in im.info: im = im.convert('RGBA')
-    if im.mode in ('RGBA', 'LA', 'PA'):  # transparency onto white, as a viewer shows it
-        im = im.convert('RGBA'); im = Image.alpha_composite(Image.new('RGBA', im.size, (255, 255, 255, 255)), im)
-    return np.asarray(im.convert(mode))
 
 # %% ../nbs/01_data.ipynb #ab402bee
 def _decode(src, mode):

@@ -6,12 +6,10 @@
 from __future__ import annotations
 import csv, math, os, threading, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, cv2
+import numpy as np, cv2
 from PIL import Image, ImageOps, UnidentifiedImageError
-from fastcore.basics import store_attr
-from fastcore.parallel import parallel
 from .core import *
-from .data import read_image_folder, image_array
+from .images import image_array
 
 # %% auto #0
 __all__ = ['DETECTORS', 'REPORT_NAME', 'REPORT_COLUMNS', 'NO_FACE', 'MANY_FACES', 'FaceImageError', 'read_image', 'Detector',
@@ -26,7 +24,7 @@ def read_image(src # a file path, a PIL image or an array
               ) -> np.ndarray:
     "An upright `uint8` RGB array from a file path, a PIL image or an array (gray, RGB, RGBA; 8 or 16 bit)"
     if isinstance(src, (np.ndarray, Image.Image)):
-        try: return image_array(src, 'RGB')  # the library's one reader (fer_fastai.data)
+        try: return image_array(src, 'RGB')  # the library's one reader (fer_fastai.images)
         except FERDataError as e: raise FaceImageError(str(e)) from None
     path = Path(src)
     if not path.is_file(): raise FaceImageError(f'{str(path)!r} does not exist (or is not a file).')
@@ -57,7 +55,7 @@ class HaarDetector(Detector):
         path = cascade if os.path.isfile(cascade) else os.path.join(cv2.data.haarcascades, cascade)
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty(): raise FileNotFoundError(f'Cannot load the Haar cascade {path!r}: is opencv-python(-headless) installed completely?')
-        store_attr('scale_factor,min_neighbors,min_score,equalize')
+        self.scale_factor, self.min_neighbors, self.min_score, self.equalize = scale_factor, min_neighbors, min_score, equalize
     def detect(self, rgb, min_size=20):
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if self.equalize: gray = cv2.equalizeHist(gray)  # helps dark and washed-out photos
@@ -224,6 +222,7 @@ def _crop_one(src:Path, rel:Path, dst:Path, detector, margin, size, mode, align,
     return dict(row, action='face' if len(boxes) == 1 else 'largest face kept', output=str(out), x=x, y=y, w=w, h=h, score=float(scores[0]))
 
 def _read_report(path):
+    import pandas as pd
     if not path.is_file(): return pd.DataFrame(columns=REPORT_COLUMNS)
     return pd.read_csv(path, dtype={'image': str, 'output': str, 'error': str, 'action': str}, keep_default_na=False, na_values={'x': [''], 'y': [''], 'w': [''], 'h': [''], 'score': ['']})
 
@@ -242,13 +241,15 @@ def crop_faces(src,                     # a labelled image folder (see `read_ima
                resume:bool=True,        # keep what an earlier run of the report did
                label_pattern:str=None,  # see `read_image_folder`
                progress:bool=True,      # show a progress bar
-              ) -> pd.DataFrame:
-    "Crop the faces of labelled image folder `src` into `dst` (same relative paths); returns (and writes) the report"
+              ):
+    "Crop the faces of labelled image folder `src` into `dst` (same relative paths); returns (and writes) the report, a pandas DataFrame"
     if no_face not in NO_FACE: raise ValueError(f'no_face must be one of {NO_FACE}, not {no_face!r}')
     if many_faces not in MANY_FACES: raise ValueError(f'many_faces must be one of {MANY_FACES}, not {many_faces!r}')
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise ValueError(f'dst {str(dst)!r} must not be src or inside it: the crops would be read back as data.')
+    from fastcore.parallel import parallel
+    from fer_fastai.data import read_image_folder  # here: reading one image and detecting its faces need neither pandas nor PyTorch
     get_detector(detector)  # fail now, not in every worker, on a bad detector name or a missing model file
     items = read_image_folder(src, label_pattern=label_pattern)
     make_out_folder(dst, 'dst')

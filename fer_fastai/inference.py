@@ -15,6 +15,7 @@ from .data import IMAGE_EXTENSIONS
 from fastcore.basics import ifnone
 from .runs import RunConfig, load_run_model, read_run, pretrained_path
 from .faces import FaceImageError, YuNetDetector, read_image, detect_faces, crop_face, get_detector
+from .runtime import Recognizer, import_onnxruntime, onnx_session
 
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'FOURCC', 'FERVideoError', 'FERRecognizer', 'annotate', 'predict_folder', 'open_video',
@@ -25,8 +26,8 @@ __all__ = ['VIDEO_EXTENSIONS', 'FOURCC', 'FERVideoError', 'FERRecognizer', 'anno
 class FERVideoError(FERError, ValueError):
     "A video that cannot be opened or written; the message says which and why"
 
-class FERRecognizer:
-    "Emotions of the faces in images: a model from a run folder, its preprocessing and a face detector"
+class FERRecognizer(Recognizer):
+    "Emotions of the faces in images: a model from a run folder (PyTorch, or onnxruntime for an export), its preprocessing and a face detector"
     def __init__(self, model=None, # a trained model (`load_run_model`), or a run folder or shipped model's name (default: `DEFAULT_MODEL`)
                  config:RunConfig=None, # the model's record (emotions, input size, channels, normalisation); read from the run when `model` is a name
                  detector='haar', # face detector name or object (`fer_fastai.faces.get_detector`)
@@ -48,11 +49,8 @@ class FERRecognizer:
             else: raise FERSettingError(f"backend must be 'torch' or 'onnx', not {backend!r}.")
         if not isinstance(config, RunConfig): raise FERModelError(f'FERRecognizer needs a RunConfig (fer_fastai.runs.read_run), not {type(config).__name__}.')
         self.model, self.config = model.eval(), config
-        self.vocab, self.size = list(config.vocab), config.size
-        self.mode = 'L' if config.n_channels == 1 else 'RGB'
         self.device = getattr(model, 'device', None) or next(model.parameters()).device  # an `OnnxModel` says where it runs
-        self.detector, self.margin, self.align, self.min_size, self.max_side, self.bs = detector, margin, align, min_size, max_side, bs
-        get_detector(detector)  # a bad detector fails now
+        self._setup(config.vocab, config.size, config.n_channels, detector, margin, align, min_size, max_side, bs)
 
     @classmethod
     def from_run(cls, path, device=None, detector='haar', **kwargs):
@@ -70,50 +68,11 @@ class FERRecognizer:
 
     def preprocess(self, faces) -> torch.Tensor:
         "A normalised batch `(n, channels, size, size)` from face images (PIL images or arrays)"
-        return self.config.preprocess([f if isinstance(f, Image.Image) else read_image(f) for f in faces])
+        return self.config.preprocess(self._read_faces(faces))
 
     @torch.no_grad()
-    def predict_faces(self, faces) -> np.ndarray:
-        "Probabilities `(n, len(vocab))` for a list of face images, in batches of `bs`"
-        if len(faces) == 0: return np.zeros((0, len(self.vocab)), dtype=np.float32)
-        out = []
-        for i in range(0, len(faces), self.bs):
-            x = self.preprocess(faces[i:i + self.bs]).to(self.device)
-            out.append(torch.softmax(self.model(x).float(), dim=1).cpu().numpy())
-        return np.concatenate(out)
-
-    def _results(self, boxes, scores, probs):
-        return [dict(face=i, box=tuple(int(v) for v in b), score=None if s is None else float(s), emotion=self.vocab[int(p.argmax())],
-                     prob=float(p.max()), probs={e: float(q) for e, q in zip(self.vocab, p)})
-                for i, (b, s, p) in enumerate(zip(boxes, scores, probs))]
-
-    def _faces(self, rgb, detect):
-        "boxes, scores and face crops (in the model's mode and size) of an RGB array"
-        if not detect:
-            h, w = rgb.shape[:2]
-            return [(0, 0, w, h)], [None], [Image.fromarray(rgb)]
-        boxes, scores = detect_faces(rgb, self.detector, min_size=self.min_size, max_side=self.max_side)
-        return boxes, scores, [crop_face(rgb, b, self.margin, self.size, self.mode, self.align) for b in boxes]
-
-    def predict(self, image, detect:bool=True) -> list:
-        "Per face of `image`: its `box` (x, y, w, h), detector `score`, `probs` (emotion -> probability), top `emotion` and `prob`"
-        boxes, scores, faces = self._faces(read_image(image), detect)
-        return self._results(boxes, scores, self.predict_faces(faces))
-
-    def predict_many(self, images, detect:bool=True, errors:str='raise') -> list:
-        "`predict` for each of `images`, the faces of all of them batched; with errors='return' an unreadable image gives its `FaceImageError`"
-        found = []
-        for img in images:
-            try: found.append(self._faces(read_image(img), detect))
-            except FaceImageError as e:
-                if errors == 'raise': raise
-                found.append(e)
-        probs = self.predict_faces([f for x in found if not isinstance(x, Exception) for f in x[2]])
-        out, i = [], 0
-        for x in found:
-            if isinstance(x, Exception): out.append(x); continue
-            out.append(self._results(x[0], x[1], probs[i:i + len(x[2])])); i += len(x[2])
-        return out
+    def _probs(self, faces):
+        return torch.softmax(self.model(self.preprocess(faces).to(self.device)).float(), dim=1).cpu().numpy()
 
 # %% ../nbs/11_inference.ipynb #ff6874fe
 def annotate(image, results, color=(0, 255, 0), thickness:int=None) -> Image.Image:
@@ -428,23 +387,14 @@ def predict_paths(rec:FERRecognizer, paths, out='predictions', detect:bool=True,
     return dict(n_inputs=len(list(paths)), n_done=done, failures=failures, out=str(out))
 
 # %% ../nbs/11_inference.ipynb #d55ce247
-def _onnxruntime():
-    try: import onnxruntime
-    except ImportError: raise FERSettingError('ONNX models need onnxruntime: pip install "fer_fastai[onnx]" (or pip install onnxruntime onnx).') from None
-    return onnxruntime
-
 class OnnxModel:
     "An exported model run by onnxruntime on the CPU: called on a batch `(n, C, H, W)`, it returns the logits as a torch tensor, as the PyTorch model does"
     device, runtime = torch.device('cpu'), 'onnxruntime'
     def __init__(self, path, # a `model.onnx` file
                  threads:int=None, # onnxruntime's intra-op threads (default: its own choice)
                 ):
-        ort, self.path = _onnxruntime(), Path(path)
-        if not self.path.is_file(): raise FERModelError(f'{str(self.path)!r} does not exist: write it with `fer_fastai export --format onnx`.')
-        opts = ort.SessionOptions()
-        if threads: opts.intra_op_num_threads = threads
-        try: self.session = ort.InferenceSession(str(self.path), opts, providers=['CPUExecutionProvider'])
-        except Exception as e: raise FERModelError(f'onnxruntime cannot load {str(self.path)!r} ({type(e).__name__}: {e}).') from None
+        self.path = Path(path)
+        self.session = onnx_session(self.path, threads)  # the light runtime's (fer_fastai.runtime)
         self.input = self.session.get_inputs()[0].name
     def __call__(self, x):
         x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
@@ -492,7 +442,7 @@ def export_onnx(model=DEFAULT_MODEL, # a shipped model's name or a run folder
         torch.onnx.export(net, (x,), str(fp32), input_names=['faces'], output_names=['logits'], opset_version=opset,
                           dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}}, dynamo=False)
     if int8:
-        _onnxruntime()
+        import_onnxruntime()
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         batches = _calibration_faces(config, data, n_calib)
         class _Reader(CalibrationDataReader):

@@ -12,7 +12,7 @@ from PIL import Image
 from fastcore.basics import ifnone
 from .core import *
 from .archs import create_fer_model, get_arch, HEADS
-from .data import image_array
+from .images import preprocess_faces
 
 # %% auto #0
 __all__ = ['CONFIG_VERSION', 'MAX_SIZE', 'PRETRAINED_DIR', 'MANIFEST', 'RunConfig', 'list_pretrained', 'pretrained_card',
@@ -95,16 +95,7 @@ class RunConfig:
     def preprocess(self, faces # face crops: PIL images or uint8 arrays (H, W) or (H, W, 3)
                   ) -> torch.Tensor:
         "A batch `(n, n_channels, size, size)` of `faces` resized, converted and normalised as the model was trained"
-        mode = 'L' if self.n_channels == 1 else 'RGB'
-        def _one(f):
-            im = Image.fromarray(image_array(f, mode))  # the library's one reader: 16-bit faces are scaled, not clipped to white
-            if im.size != (self.size, self.size): im = im.resize((self.size, self.size), Image.BILINEAR)
-            a = np.asarray(im, dtype=np.float32)
-            return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        x = torch.from_numpy(np.stack([_one(f) for f in faces])) / 255.
-        if self.mean is not None:
-            x = (x - torch.tensor(self.mean).view(1, -1, 1, 1)) / torch.tensor(self.std).view(1, -1, 1, 1)
-        return x
+        return torch.from_numpy(preprocess_faces(faces, self.size, self.n_channels, self.mean, self.std))  # the same numbers as the ONNX runtime
 
 # %% ../nbs/03_runs.ipynb #9bd97568
 PRETRAINED_DIR = Path(str(importlib.resources.files('fer_fastai')))/'pretrained'  # the shipped models, one folder each
