@@ -91,7 +91,8 @@ def main():
                 rec = make(threads)
                 if threads == 1:
                     probs = np.concatenate([rec.predict_faces(faces[i:i + 256]) for i in range(0, len(faces), 256)])
-                    row.update(arch=rec.config.arch, accuracy=float((np.array(rec.vocab)[probs.argmax(1)] == labels).mean()))
+                    arch = rec.config['arch'] if isinstance(rec.config, dict) else rec.config.arch  # the light runtime keeps model.json as a dict
+                    row.update(arch=arch, accuracy=float((np.array(rec.vocab)[probs.argmax(1)] == labels).mean()))
                 row[f'ms_b1_t{threads}'] = _time_per_face(rec, faces, 1, 300)
                 row[f'ms_b64_t{threads}'] = _time_per_face(rec, faces, 64, 640)
             rows.append(row); print(row, flush=True)

@@ -19,7 +19,7 @@ LIMITS = [
     "FER2013's labels are noisy (human accuracy on it is estimated at about 65-68%) and it holds some non-faces and duplicates.",
     "FER2013's faces come from web searches: its demographics (age, ethnicity, posed vs. spontaneous) are not documented "
     'or balanced, and accuracy on other populations can be lower: on JAFFE (posed faces of 10 Japanese women) the shipped '
-    'model scores 51.6% as it is (nbs/18_transfer.ipynb).',
+    'fer2013 model scores 51.6% as it is (nbs/18_transfer.ipynb).',
     "'disgust' has 436 training faces of 28,709: its recall is the least reliable.",
     'Predicted emotions are what a face shows, not what a person feels: not for decisions about people.',
 ]

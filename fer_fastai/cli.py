@@ -90,7 +90,7 @@ def _add_train(p):
     p.add_argument('--dist-timeout', type=float, default=600, metavar='SECONDS',
                    help='under torchrun / accelerate launch (data-parallel): seconds a process waits for the others before it fails (default: %(default)s)')
     g = p.add_argument_group('recipe settings', 'each overrides the recipe\'s own; an option the recipe cannot take is an error')
-    g.add_argument('--arch', default=S, help='architecture: fer_vgg_m, fer_vgg_s, fer_vgg, resnet18/34/50/101/152, vgg11/13/16/19_bn, or a timm name')
+    g.add_argument('--arch', default=S, help='architecture: fer_vgg_m, fer_vgg_s, fer_vgg, fer_mobile, resnet18/34/50/101/152, vgg11/13/16/19_bn, or a timm name')
     g.add_argument('--head', default=S, choices=HEAD_NAMES, help="classifier head ('auto': fastai's for a pretrained body, else linear)")
     g.add_argument('--size', default=S, type=int, help='input size in pixels (48 native; 224 for ImageNet-style input)')
     g.add_argument('--pretrained', default=S, nargs='?', const=True, metavar='NAME',
@@ -138,7 +138,8 @@ def _train_command(extra=(), **kw):
     for k in ('teachers', 'members'):
         if k in kw: kw[k] = tuple(kw[k])
     for m in kw.get('teachers', ()):
-        if not (Path(m)/'model.json').is_file(): raise SystemExit(f'error: --teacher {str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`.')
+        if not (Path(m)/'model.json').is_file() and not (Path(__file__).parent/'pretrained'/str(m)/'card.json').is_file():
+            raise SystemExit(f'error: --teacher {str(m)!r} has no model.json: pass a run folder written by `fer_fastai train`, or a shipped model\'s name.')
     from fer_fastai.recipes import cannot_take
     from fer_fastai.core import FERModelError
     fixed = ('recipe', 'data', 'out', 'quick', 'overwrite', 'plots', 'label_pattern', 'subject_pattern', 'dist_timeout')

@@ -187,9 +187,9 @@ def test_cuda_options_need_no_other_import():
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'methods True' in r.stdout and "'ChannelsLast'" in r.stdout
 
-@pytest.mark.parametrize('arch,width', [('fer_vgg_s', 256), ('fer_vgg_m', 384), ('fer_vgg', 512)])
+@pytest.mark.parametrize('arch,width', [('fer_vgg_s', 256), ('fer_vgg_m', 384), ('fer_vgg', 512), ('fer_mobile', 256)])
 def test_fer_vgg_archs(small_dls, arch, width, tmp_path):
-    "The 48x48 VGGs: 6x6 last feature map, no ImageNet weights (a clear error), saved and reloaded like the others"
+    "The 48x48 bodies (the VGGs and the depthwise-separable fer_mobile): 6x6 last feature map, no ImageNet weights (a clear error), saved and reloaded like the others"
     learn = fer_learner(small_dls, arch, pretrained=False)
     xb = small_dls.one_batch()[0]
     assert learn.model[0](xb).shape == (len(xb), width, 6, 6) and learn.fer['head'] == 'linear'

@@ -16,15 +16,18 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.ship_model import check_items
 
 
-def test_the_default_model_ships_and_its_hash_matches():
+def test_the_default_model_ships():
     assert DEFAULT_MODEL in list_pretrained()
-    card = pretrained_card(DEFAULT_MODEL)
-    f = PRETRAINED_DIR/DEFAULT_MODEL/'model.pth'
+
+@pytest.mark.parametrize('name', list_pretrained())
+def test_every_shipped_model_has_its_hash_and_card(name):
+    card = pretrained_card(name)
+    f = PRETRAINED_DIR/name/'model.pth'
     assert hashlib.sha256(f.read_bytes()).hexdigest() == card['sha256']
     assert f.stat().st_size == card['weights']['bytes'] <= 10e6
     sd = torch.load(f, weights_only=True)  # a plain state dict: nothing in it runs
     assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float16}
-    model, cfg = load_run_model(DEFAULT_MODEL, 'cpu')
+    model, cfg = load_run_model(name, 'cpu')
     assert (cfg.arch, cfg.vocab) == (card['arch'], card['vocab'])
     for k in ('command', 'data', 'protocol', 'seed', 'hardware', 'train_time_s', 'metrics', 'per_class_recall', 'limits', 'check'):
         assert card.get(k) not in (None, '', [], {}), k
@@ -43,15 +46,16 @@ def test_a_changed_byte_is_refused(tmp_path, monkeypatch):
     with pytest.raises(FERModelError, match='Shipped models: '): pretrained_path('no_such_model')
 
 
-def test_it_scores_what_its_card_says(fer_items):
+@pytest.mark.parametrize('name', list_pretrained())
+def test_it_scores_what_its_card_says(fer_items, name):
     "On the card's fixed 500 PrivateTest faces, the shipped weights reproduce the card's accuracy within 2 points"
     from fer_fastai.learner import load_fer_learner
     from fer_fastai.evaluate import evaluate
-    card = pretrained_card(DEFAULT_MODEL)
+    card = pretrained_card(name)
     chk = card['check']
     sel = check_items(fer_items, chk['split'], chk['every'], chk['n'])
     assert len(sel) == chk['n'] == 500
-    learn = load_fer_learner(DEFAULT_MODEL, data=fer_items, verbose=False)
+    learn = load_fer_learner(name, data=fer_items, verbose=False)
     acc = evaluate(learn, sel).accuracy
     assert abs(acc - chk['accuracy']) <= 0.02, (acc, chk)
     assert abs(acc - card['metrics']['PrivateTest']['accuracy']) <= 0.06  # the subset is a fair sample of the whole split
@@ -137,7 +141,8 @@ def test_the_wheel_carries_the_models(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob('fer_fastai-*.whl'))).namelist()
-    for f in ('model.pth', 'model.json', 'card.json'): assert f'fer_fastai/pretrained/{DEFAULT_MODEL}/{f}' in names
+    for name in list_pretrained():
+        for f in ('model.pth', 'model.json', 'card.json'): assert f'fer_fastai/pretrained/{name}/{f}' in names
 
 
 def test_every_image_given_has_a_row_and_csv_cells_are_not_formulas(tmp_path, monkeypatch):

@@ -49,3 +49,10 @@ def test_runtime_predicts_in_a_virtualenv_without_torch(light_python, tmp_path, 
     assert got.shape == (12, 7) and np.abs(got - ref).max() < 1e-4
     r = subprocess.run([str(script), str(tmp_path/'photos'), *faces[:1]], capture_output=True, text=True)
     assert r.returncode == 2 and 'has no model.onnx' in r.stderr and 'Traceback' not in r.stderr
+
+def test_the_light_modules_import_no_training_stack():
+    "core, images, faces and runtime import neither PyTorch, fastai, fastcore, pandas, scikit-learn nor matplotlib"
+    heavy = ('torch', 'torchvision', 'fastai', 'fastcore', 'fastprogress', 'pandas', 'sklearn', 'matplotlib', 'scipy')
+    r = subprocess.run([sys.executable, '-c', 'import sys, fer_fastai.core, fer_fastai.images, fer_fastai.faces, fer_fastai.runtime\n'
+                        f'print(sorted(m for m in {heavy!r} if m in sys.modules))'], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == '[]', r.stdout + r.stderr
