@@ -15,7 +15,7 @@ def small_dls(fer_items):
     return fer_dataloaders(fer_items, max_per_class=40, bs=32, seed=0, verbose=False)
 
 def test_unknown_arch_lists_supported(small_dls):
-    with pytest.raises(FERModelError, match='Supported: fer_vgg, fer_vgg_m, fer_vgg_s, resnet18'): fer_learner(small_dls, 'resnet1000')
+    with pytest.raises(FERModelError, match='Supported: fer_vgg, fer_vgg_m, fer_vgg_s, fer_mobile, resnet18'): fer_learner(small_dls, 'resnet1000')
 
 @pytest.mark.parametrize('arch', ['resnet18', 'vgg16_bn'])
 def test_pretrained_from_hub_cache(small_dls, arch, tmp_path, monkeypatch):
