@@ -2,13 +2,18 @@
 
     python -m benchmarks.jaffe_transfer [--model fer2013] [--folds 5] [--epochs 10] [--freeze-epochs 3] [--out runs/jaffe]
 
-Four numbers, each the mean ± std over the same subject-grouped folds (no subject in two folds), every fold
-trained on a schedule fixed in advance and scored once on its held-out subjects (no epoch chosen on them):
+Each number is the mean ± std over the same subject-grouped folds (no subject in two folds), every fold trained on
+a schedule fixed in advance and scored once on its held-out subjects (no epoch chosen on them):
 
-- `shipped_frozen`: the shipped body, its head (same seven emotions), body frozen for --freeze-epochs, then
-  unfrozen with discriminative rates for --epochs;
-- `shipped_unfrozen`: the same start, all layers trained from the first epoch (--freeze-epochs + --epochs);
+- `shipped_frozen`: the fastai recipe as the CLI runs it by default: the shipped body and its head (same seven
+  emotions), body frozen for --freeze-epochs at --lr, then unfrozen for --epochs at `slice(lr/2/100, lr/2)`;
+- `shipped_frozen_lr_mult10`: the same stages, the head at 10x --lr and the body's rates `slice(lr/2, 5 lr)`
+  (`--lr-mult 10`): the first layers move ten times slower than the head instead of a hundred;
+- `shipped_unfrozen`: the same start, all layers at --lr from the first epoch (--freeze-epochs + --epochs);
+- `shipped_unfrozen_tta`: the same, each held-out face scored with its mirror image and two shifted crops (`--tta`);
 - `scratch`: the same architecture from random weights, as many epochs;
+- `linear_probe`: no training of the network: a logistic regression on the body's features (each stage's output,
+  average-pooled to 2x2, face and mirror image averaged), per stage: what the shipped body's features hold for JAFFE;
 - `zero_shot`: the shipped model on all 213 faces as it is.
 
 Writes `benchmarks/jaffe_transfer.json` (the settings, per-fold accuracies, means and stds, times).
@@ -19,6 +24,39 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 JAFFE = HERE.parent.parent/'shared'/'data'/'jaffe'
 READ = dict(label_pattern=r'^[A-Z]+\.([A-Z]{2})\d', subject_pattern=r'^([A-Z]+)\.')
+
+
+def linear_probe(model, items, n_folds=5, seed=0, C=0.1):
+    "{stage name: (mean, std, per-fold accuracies)} of a logistic regression on each body stage's pooled features, on the recipe's folds"
+    import numpy as np, torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from fer_fastai.data import load_items
+    from fer_fastai.images import preprocess_faces
+    from fer_fastai.recipes import cv_splits
+    from fer_fastai.runs import load_run_model
+    items = load_items(items, 1)
+    net, cfg = load_run_model(model, device='cpu')
+    layers = list(net[0][0] if isinstance(net[0][0], torch.nn.Sequential) else net[0])
+    ends = [i for i, l in enumerate(layers) if isinstance(l, torch.nn.MaxPool2d)] + [len(layers) - 1]  # a stage ends at a pooling, the body at its last layer
+    x = torch.tensor(preprocess_faces(list(items.image), cfg.size, cfg.n_channels, cfg.mean, cfg.std))
+    feats = {}
+    with torch.no_grad():
+        for xx in (x, x.flip(3)):
+            h = xx
+            for i, l in enumerate(layers):
+                h = l(h)
+                if i in ends:
+                    k = f'stage {ends.index(i) + 1} ({h.shape[1]} channels)'
+                    feats[k] = feats.get(k, 0) + torch.nn.functional.adaptive_avg_pool2d(h, 2).flatten(1).numpy() / 2
+    y = items.label.values
+    res = {}
+    for k, F in feats.items():
+        accs = [float((make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000)).fit(F[tr], y[tr]).predict(F[va]) == y[va]).mean())
+                for tr, va in cv_splits(items, n_folds, seed=seed)]
+        res[k] = (float(np.mean(accs)), float(np.std(accs, ddof=1)), accs)
+    return res
 
 
 def main(argv=None):
@@ -41,7 +79,9 @@ def main(argv=None):
     common = dict(data=items, protocol='kfold', n_folds=a.folds, bs=a.bs, overwrite=True, seed=0)
     settings = {
         'shipped_frozen': dict(pretrained=a.model, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=a.lr),
+        'shipped_frozen_lr_mult10': dict(pretrained=a.model, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=10 * a.lr, lr_mult=10),
         'shipped_unfrozen': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr),
+        'shipped_unfrozen_tta': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr, tta=True, tta_crops=2),
         'scratch': dict(arch=arch, epochs=a.epochs + a.freeze_epochs, lr=2e-3),
     }
     out = {'data': a.data, 'n_faces': len(items), 'n_subjects': int(items.subject.nunique()), 'model': a.model, 'arch': arch,
@@ -53,6 +93,11 @@ def main(argv=None):
         m, sd = res['cv']['valid_acc']
         out['results'][name] = dict(settings=s, mean=round(m, 4), std=round(sd, 4), folds=[round(f, 4) for f in folds], time_s=round(time.time() - t0, 1))
         print(f'{name}: {100 * m:.1f}% ± {100 * sd:.1f} ({time.time() - t0:.0f}s)')
+    t0 = time.time()
+    probe = linear_probe(a.model, items, a.folds, seed=0)
+    out['results']['linear_probe'] = dict(stages={k: dict(mean=round(m, 4), std=round(sd, 4), folds=[round(f, 4) for f in fs]) for k, (m, sd, fs) in probe.items()},
+                                          time_s=round(time.time() - t0, 1))
+    for k, (m, sd, _) in probe.items(): print(f'linear_probe {k}: {100 * m:.1f}% ± {100 * sd:.1f}')
     rep = cross_dataset_eval(a.model, items)
     out['results']['zero_shot'] = dict(accuracy=round(rep.accuracy, 4), macro_f1=round(rep.macro_f1, 4), n=rep.n)
     print(f'zero_shot: {100 * rep.accuracy:.1f}% on {rep.n} faces')

@@ -99,6 +99,7 @@ def _add_train(p):
     g.add_argument('--native', default=S, choices=('auto', 'yes', 'no'), help='a 48 px stem for ResNet/VGG (auto: below 96 px)')
     g.add_argument('--epochs', default=S, type=int, help='epochs of the main stage (default recipe: 14)')
     g.add_argument('--freeze-epochs', default=S, type=int, help='epochs with the body frozen (pretrained bodies only)')
+    g.add_argument('--lr-mult', default=S, type=float, help='after the frozen stage: rates slice(lr/LR_MULT, lr) from the first layers to the head (default recipe: 100)')
     g.add_argument('--bs', default=S, type=int, help='batch size')
     g.add_argument('--lr', default=S, type=float, help="learning rate (default: lr_find's suggestion)")
     g.add_argument('--wd', default=S, type=float, help='weight decay')

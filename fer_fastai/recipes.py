@@ -44,6 +44,7 @@ class Recipe:
     bs: int = 64
     epochs: int = 14
     freeze_epochs: int = 2       # head-only epochs when the body is pretrained
+    lr_mult: float = 100         # after unfreezing a pretrained body: slice(lr/lr_mult, lr), its first layers lr_mult times slower than the head
     schedule: str = 'one_cycle'  # or 'plateau' (reduce on plateau)
     plateau_patience: int = 3
     patience: int = None         # early stopping
@@ -133,7 +134,7 @@ def list_recipes() -> pd.DataFrame:
                               protocol=r.protocol, description=r.description) for r in RECIPES.values()]).set_index('recipe')
 
 # %% ../nbs/14_recipes.ipynb #5dc795e6
-_TRAINING = ('arch', 'head', 'pretrained', 'weights', 'native', 'size', 'opt', 'lr', 'wd', 'epochs', 'freeze_epochs', 'schedule', 'plateau_patience',
+_TRAINING = ('arch', 'head', 'pretrained', 'weights', 'native', 'size', 'opt', 'lr', 'wd', 'epochs', 'freeze_epochs', 'lr_mult', 'schedule', 'plateau_patience',
              'patience', 'lr_find_iters', 'aug', 'erasing', 'class_weights', 'label_smoothing', 'precision', 'splitter', 'fold', 'n_folds',
              'frozen_body', 'faces', 'scn', 'teachers', 'distill_alpha', 'distill_t')
 _DISTILL = ('teachers', 'distill_alpha', 'distill_t')
@@ -226,7 +227,7 @@ def _learner(r:Recipe, dls, pretrained, arch=None, head=None):
 def _fit(r:Recipe, learn, out, pretrained, plots:bool=False, keep_best:bool=True):
     "Train `learn` by the recipe: train_fer's stages, or the head only for a frozen body"
     kw = dict(lr=r.lr, schedule=r.schedule, plateau_patience=r.plateau_patience, patience=r.patience, out=out, show_plot=plots, lr_find_iters=r.lr_find_iters,
-              keep_best=keep_best)
+              keep_best=keep_best, lr_mult=r.lr_mult)
     if r.frozen_body: return train_fer(learn, epochs=0, freeze_epochs=r.epochs, body_pretrained=True, **kw)
     return train_fer(learn, epochs=r.epochs, freeze_epochs=r.freeze_epochs, body_pretrained=bool(pretrained or r.weights), **kw)
 
@@ -297,7 +298,7 @@ def _run_kfold(r, items, pretrained, out, extra, plots):
         learn = _learner(r, dls, pretrained)
         # the held-out fold is the test: the schedule is fixed in advance and its last epoch reported, no epoch chosen on the fold
         with learn.no_bar(): _fit(r, learn, Path(out)/f'fold{k}', pretrained, plots, keep_best=False)
-        reps = _evaluate_all(learn)
+        reps = _evaluate_all(learn, flip=r.tta, crops=r.tta_crops)  # --tta: the held-out fold scored with flip (and shifted crops) too
         valid = next(rep for s, rep in reps.items() if split_role(s) != 'test' or s == 'valid')
         test = next((rep for s, rep in reps.items() if split_role(s) == 'test'), None)
         return dict(valid_acc=valid.accuracy, valid_macro_f1=valid.macro_f1, **({} if test is None else dict(test_acc=test.accuracy, test_macro_f1=test.macro_f1)))
@@ -401,6 +402,7 @@ def _check_ranges(r:Recipe):
                               '(freeze-epochs counts only for a pretrained body); give --epochs 1 or more.')
     need(is_int(r.bs) and r.bs >= 1, 'bs', 'a batch size of 1 or more', r.bs)
     need(r.lr is None or (isinstance(r.lr, (int, float)) and math.isfinite(r.lr) and r.lr > 0), 'lr', 'a positive learning rate (or left out: lr_find)', r.lr)
+    need(isinstance(r.lr_mult, (int, float)) and not isinstance(r.lr_mult, bool) and math.isfinite(r.lr_mult) and r.lr_mult >= 1, 'lr_mult', 'a number of 1 or more (1: one rate for all layers)', r.lr_mult)
     need(r.wd is None or (isinstance(r.wd, (int, float)) and math.isfinite(r.wd) and r.wd >= 0), 'wd', 'a weight decay of 0 or more', r.wd)
     need(r.max_per_class is None or (is_int(r.max_per_class) and r.max_per_class >= 1), 'max_per_class', 'a number of faces of 1 or more', r.max_per_class)
     need(is_int(r.size) and 8 <= r.size <= 1024, 'size', 'an input size from 8 to 1024 pixels', r.size)

@@ -126,11 +126,13 @@ def test_transfer_from_the_command_line(jaffe, tmp_path):
     out = tmp_path/'jaffe'
     rc = main(['train', '--data', str(jaffe), '--pretrained', DEFAULT_MODEL, '--label-pattern', JAFFE_READ['label_pattern'],
                '--subject-pattern', JAFFE_READ['subject_pattern'], '--splitter', 'kfold', '--by-subject', '--epochs', '2',
-               '--freeze-epochs', '1', '--lr', '1e-3', '--bs', '32', '--out', str(out), '--no-plots'])
+               '--freeze-epochs', '1', '--lr', '1e-3', '--lr-mult', '10', '--bs', '32', '--out', str(out), '--no-plots'])
     assert rc == 0
     meta = json.loads((out/'model.json').read_text())
     assert meta['training']['weights'] == DEFAULT_MODEL and meta['arch'] == pretrained_card(DEFAULT_MODEL)['arch']
     assert [s['stage'] for s in meta['training']['stages']][:2] == ['lr_find frozen', 'frozen']
+    # unfrozen at lr/2 = 5e-4, the first layers --lr-mult 10 times slower
+    assert meta['training']['lr_mult'] == 10 and meta['training']['stages'][-1] == dict(stage='unfrozen', epochs=2, lr=str(slice(5e-5, 5e-4)))
     assert meta['mean'] == json.loads((PRETRAINED_DIR/DEFAULT_MODEL/'model.json').read_text())['mean']  # fed as the body learnt
     assert 0 <= meta['metrics']['valid']['accuracy'] <= 1
 

@@ -44,6 +44,7 @@ def test_recipe_quick(name, fer_tiny, tmp_path):
     (dict(epochs=0), 'nothing would be trained'),
     (dict(lr=-1.), 'lr must be a positive learning rate'),
     (dict(lr=float('nan')), 'lr must be a positive learning rate'),
+    (dict(lr_mult=0.5), 'lr-mult must be a number of 1 or more'),
     (dict(max_per_class=0), 'max-per-class must be a number of faces of 1 or more'),
     (dict(bs=0), 'bs must be a batch size of 1 or more'),
     (dict(size=7), 'size must be an input size from 8 to 1024'),
