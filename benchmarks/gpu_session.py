@@ -5,6 +5,8 @@ at a time, inside a fixed wall-clock budget; then every run and ensemble scored 
     python benchmarks/gpu_session.py --quick --out /tmp/gpu_quick                      # the same steps on a tiny subset, any device
     python benchmarks/gpu_session.py ... --epochs 8 --student-epochs 1 --first-seed 6  # fixed epochs, no calibration
     python benchmarks/gpu_session.py ... --bs 256 --lr 4e-3                            # 4x fewer batches per epoch
+    python benchmarks/gpu_session.py ... --concurrent 2 --epochs 36 --student-epochs 30 --student-arch fer_mobile
+                                         # two accurate models, then the small fast one distilled from both
 
 Steps: (1) calibration: `--concurrent` runs of 2 epochs, to measure the seconds per epoch with that many runs sharing
 the GPU and the CPU cores, and the fixed cost of one command (start, data, evaluation); (2) teachers: `--concurrent`
@@ -35,6 +37,7 @@ p.add_argument('--weights', type=int, default=4, help='how many runs send their 
 p.add_argument('--first-seed', type=int, default=1, help='seed of the first run (then +1 per run); the run names carry it')
 p.add_argument('--epochs', type=int, default=None, help='teachers: this many epochs (no calibration)')
 p.add_argument('--student-epochs', type=int, default=None, help='step 3 trains the student alone, this many epochs')
+p.add_argument('--student-arch', default=None, help="the student's architecture (default: the recipe's, fer_vgg_m), e.g. fer_mobile")
 p.add_argument('--quick', action='store_true', help='`fer_fastai train --quick`, 1 epoch per run: checks the script itself')
 args = p.parse_args()
 OUT = Path(args.out); OUT.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,9 @@ tnames = ok(teach)
 t_b = now()
 eb = args.student_epochs or plan(left() - args.reserve, extra=15)  # + the teachers' soft targets
 jobs = []
-if tnames: jobs.append((f'fer_vgg_m_kd{len(tnames)}', ['--epochs', str(eb), '--seed', str(S + k), '--teacher', *[str(RUNS/n) for n in tnames]]))
+student = args.student_arch or 'fer_vgg_m'
+if tnames: jobs.append((f'{student}_kd{len(tnames)}', ['--epochs', str(eb), '--seed', str(S + k), '--teacher', *[str(RUNS/n) for n in tnames]] +
+                        (['--arch', args.student_arch] if args.student_arch else [])))
 if args.student_epochs is None: jobs += [(f'fer_vgg_m_er_s{S + i}', ['--epochs', str(eb), '--erasing', str(args.erasing), '--seed', str(S + i)]) for i in range(k, 2 * k - len(jobs))]
 say(f'student + more runs: {len(jobs)} runs of {eb} epochs ({left() - args.reserve:.0f}s)')
 more = run_group(jobs, hard_limit=args.deadline - 25)
