@@ -44,6 +44,14 @@ def _bf16_cpu() -> bool:
     except OSError: return False
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
+def _cpu_name() -> str:
+    "The CPU's model name and the instructions the runtimes' speed depends on (bf16 for PyTorch, VNNI for int8)"
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: return 'unknown CPU'
+    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), 'unknown CPU')
+    has = [n for f, n in (('amx_bf16', 'AMX'), ('avx512_bf16', 'AVX512-BF16'), ('avx512_vnni', 'AVX512-VNNI')) if f in info]
+    return ', '.join([name] + has)
+
 class _Bf16:
     "A model run in bfloat16 on the CPU (autocast), giving float32 logits"
     def __init__(self, model): self.model, self.device = model, torch.device('cpu')
@@ -119,7 +127,7 @@ def main():
         t0 = time.perf_counter(); df = predict_video(rec, vid, verbose=False)
         video[runtime] = dict(fps=100 / (time.perf_counter() - t0), frames_with_a_face=int(df[df.face.notna()].frame.nunique()))
     out = dict(command='python -m benchmarks.inference_speed' + (' --fer-python ... --fer-model ...' if a.fer_python else ''),
-               hardware=hardware(), cpu=os.cpu_count(), torch=torch.__version__, n_faces=len(faces), rows=rows,
+               hardware=f'{hardware()} ({_cpu_name()})', cpu=os.cpu_count(), torch=torch.__version__, n_faces=len(faces), rows=rows,
                detector=dict(name='haar (OpenCV default cascade)', ms_per_640x480_photo=detector_ms),
                video_640x480_one_face=video, wall_time_s=round(time.time() - t_start, 1))
     Path(a.out).write_text(json.dumps(out, indent=1))
