@@ -17,6 +17,7 @@ import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch, cv2
 from PIL import Image
+from fer_fastai.learner import cpu_bf16_supported
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,11 +39,6 @@ def _time_per_face(rec, faces, bs, n):
     t0 = time.perf_counter()
     for b in batches: rec.predict_faces(b)
     return 1e3 * (time.perf_counter() - t0) / n
-
-def _bf16_cpu() -> bool:
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 def _cpu_name() -> str:
     "The CPU's model name and the instructions the runtimes' speed depends on (bf16 for PyTorch, VNNI for int8)"
@@ -83,7 +79,7 @@ def main():
     rows = []
     for name in list_pretrained():
         recs = {'PyTorch fp32': lambda t: FERRecognizer(name, device='cpu')}
-        if _bf16_cpu():
+        if cpu_bf16_supported():
             def _bf(t, name=name):
                 r = FERRecognizer(name, device='cpu'); r.model = _Bf16(r.model); return r
             recs['PyTorch bf16'] = _bf
