@@ -79,7 +79,8 @@ def main(argv=None):
     folder = ship_run(a.run, a.name, card)
     card = pretrained_card(a.name)
     card.update(measure(a.name))  # the shipped half-precision weights, measured; the weights and their sha256 stay as written
-    card['limits'] = [l.replace('{jaffe}', jaffe_zero_shot(a.name)) for l in card['limits']]
+    jaffe = jaffe_zero_shot(a.name)
+    card['limits'] = [l.replace('{jaffe}', jaffe) for l in card['limits']]
     (folder/'card.json').write_text(json.dumps(card, indent=2, default=str))
     page = HERE.parent/'nbs'/f'model_card_{a.name}.md'
     page.write_text('---\ntitle: "Model card: ' + a.name + '"\n---\n\n' + card_markdown(card).split('\n', 1)[1])
