@@ -1,6 +1,7 @@
 """Transfer to JAFFE from the shipped FER2013 body, against training from scratch: subject-grouped 5-fold CV.
 
     python -m benchmarks.jaffe_transfer [--model fer2013] [--folds 5] [--epochs 10] [--freeze-epochs 3] [--out runs/jaffe]
+    python -m benchmarks.jaffe_transfer --only shipped_unfrozen_long shipped_unfrozen_long_heavy scratch_long   # into the existing JSON
 
 Each number is the mean ± std over the same subject-grouped folds (no subject in two folds), every fold trained on
 a schedule fixed in advance and scored once on its held-out subjects (no epoch chosen on them):
@@ -12,6 +13,9 @@ a schedule fixed in advance and scored once on its held-out subjects (no epoch c
 - `shipped_unfrozen`: the same start, all layers at --lr from the first epoch (--freeze-epochs + --epochs);
 - `shipped_unfrozen_tta`: the same, each held-out face scored with its mirror image and two shifted crops (`--tta`);
 - `scratch`: the same architecture from random weights, as many epochs;
+- `shipped_unfrozen_long`, `shipped_unfrozen_long_heavy`, `scratch_long` (only with --only, or --long): `shipped_unfrozen`
+  and `scratch` for --long-epochs (30: about 150 steps of 32 faces, where 13 epochs give 70), the second with the
+  `heavy` augmentation (rotation to 20 degrees, zoom to 1.25, lighting 0.4, warp 0.1);
 - `linear_probe`: no training of the network: a logistic regression on the body's features (each stage's output,
   average-pooled to 2x2, face and mirror image averaged), per stage: what the shipped body's features hold for JAFFE;
 - `zero_shot`: the shipped model on all 213 faces as it is.
@@ -69,6 +73,9 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=1e-3, help='learning rate from the shipped body (from scratch: 2e-3, the fer_vgg band)')
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--out', default='runs/jaffe')
+    p.add_argument('--long-epochs', type=int, default=30, help='epochs of the *_long settings')
+    p.add_argument('--long', action='store_true', help='also run the *_long settings')
+    p.add_argument('--only', nargs='+', metavar='SETTING', help='run these settings only (no probe, no zero-shot) and update their rows in --json')
     p.add_argument('--json', default=str(HERE/'jaffe_transfer.json'))
     a = p.parse_args(argv)
     from fer_fastai.data import read_fer_items
@@ -83,9 +90,18 @@ def main(argv=None):
         'shipped_unfrozen': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr),
         'shipped_unfrozen_tta': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr, tta=True, tta_crops=2),
         'scratch': dict(arch=arch, epochs=a.epochs + a.freeze_epochs, lr=2e-3),
+        'shipped_unfrozen_long': dict(pretrained=a.model, epochs=a.long_epochs, freeze_epochs=0, lr=a.lr),
+        'shipped_unfrozen_long_heavy': dict(pretrained=a.model, epochs=a.long_epochs, freeze_epochs=0, lr=a.lr, aug='heavy'),
+        'scratch_long': dict(arch=arch, epochs=a.long_epochs, lr=2e-3),
     }
+    if a.only:
+        unknown = set(a.only) - set(settings)
+        if unknown: p.error(f'unknown setting(s) {", ".join(sorted(unknown))}: choose from {", ".join(settings)}')
+        settings = {k: v for k, v in settings.items() if k in a.only}
+    elif not a.long: settings = {k: v for k, v in settings.items() if not k.endswith(('_long', '_long_heavy'))}
     out = {'data': a.data, 'n_faces': len(items), 'n_subjects': int(items.subject.nunique()), 'model': a.model, 'arch': arch,
            'folds': a.folds, 'protocol': 'subject-grouped stratified k-fold; fixed schedule, last epoch scored on the held-out subjects', 'results': {}}
+    if a.only and Path(a.json).exists(): out = json.loads(Path(a.json).read_text())  # update these rows, keep the others
     for name, s in settings.items():
         t0 = time.time()
         res = run_recipe('default', out=Path(a.out)/name, **common, **s)
@@ -93,6 +109,8 @@ def main(argv=None):
         m, sd = res['cv']['valid_acc']
         out['results'][name] = dict(settings=s, mean=round(m, 4), std=round(sd, 4), folds=[round(f, 4) for f in folds], time_s=round(time.time() - t0, 1))
         print(f'{name}: {100 * m:.1f}% ± {100 * sd:.1f} ({time.time() - t0:.0f}s)')
+        if a.only: Path(a.json).write_text(json.dumps(out, indent=1))  # each row as soon as it is measured
+    if a.only: print(f'-> {a.json}'); return
     t0 = time.time()
     probe = linear_probe(a.model, items, a.folds, seed=0)
     out['results']['linear_probe'] = dict(stages={k: dict(mean=round(m, 4), std=round(sd, 4), folds=[round(f, 4) for f in fs]) for k, (m, sd, fs) in probe.items()},
