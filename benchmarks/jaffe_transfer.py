@@ -101,7 +101,12 @@ def main(argv=None):
     elif not a.long: settings = {k: v for k, v in settings.items() if not k.endswith(('_long', '_long_heavy'))}
     out = {'data': a.data, 'n_faces': len(items), 'n_subjects': int(items.subject.nunique()), 'model': a.model, 'arch': arch,
            'folds': a.folds, 'protocol': 'subject-grouped stratified k-fold; fixed schedule, last epoch scored on the held-out subjects', 'results': {}}
-    if a.only and Path(a.json).exists(): out = json.loads(Path(a.json).read_text())  # update these rows, keep the others
+    if a.only and Path(a.json).exists():  # update these rows, keep the others
+        saved = json.loads(Path(a.json).read_text())
+        if (saved.get('model'), saved.get('folds')) != (a.model, a.folds):
+            p.error(f"{a.json} holds a run from --model {saved.get('model')} on {saved.get('folds')} folds, not {a.model} on {a.folds}: "
+                    'rerun every setting (no --only) or pass another --json.')
+        out = saved
     for name, s in settings.items():
         t0 = time.time()
         res = run_recipe('default', out=Path(a.out)/name, **common, **s)
