@@ -90,15 +90,18 @@ def main(argv=None):
         'shipped_unfrozen': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr),
         'shipped_unfrozen_tta': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr, tta=True, tta_crops=2),
         'scratch': dict(arch=arch, epochs=a.epochs + a.freeze_epochs, lr=2e-3),
+    }
+    longer = {
         'shipped_unfrozen_long': dict(pretrained=a.model, epochs=a.long_epochs, freeze_epochs=0, lr=a.lr),
         'shipped_unfrozen_long_heavy': dict(pretrained=a.model, epochs=a.long_epochs, freeze_epochs=0, lr=a.lr, aug='heavy'),
         'scratch_long': dict(arch=arch, epochs=a.long_epochs, lr=2e-3),
     }
     if a.only:
-        unknown = set(a.only) - set(settings)
-        if unknown: p.error(f'unknown setting(s) {", ".join(sorted(unknown))}: choose from {", ".join(settings)}')
-        settings = {k: v for k, v in settings.items() if k in a.only}
-    elif not a.long: settings = {k: v for k, v in settings.items() if not k.endswith(('_long', '_long_heavy'))}
+        every = settings | longer
+        unknown = set(a.only) - set(every)
+        if unknown: p.error(f'unknown setting(s) {", ".join(sorted(unknown))}: choose from {", ".join(every)}')
+        settings = {k: v for k, v in every.items() if k in a.only}
+    elif a.long: settings |= longer
     out = {'data': a.data, 'n_faces': len(items), 'n_subjects': int(items.subject.nunique()), 'model': a.model, 'arch': arch,
            'folds': a.folds, 'protocol': 'subject-grouped stratified k-fold; fixed schedule, last epoch scored on the held-out subjects', 'results': {}}
     if a.only and Path(a.json).exists():  # update these rows, keep the others
