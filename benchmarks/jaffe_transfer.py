@@ -13,6 +13,9 @@ a schedule fixed in advance and scored once on its held-out subjects (no epoch c
 - `shipped_unfrozen`: the same start, all layers at --lr from the first epoch (--freeze-epochs + --epochs);
 - `shipped_unfrozen_tta`: the same, each held-out face scored with its mirror image and two shifted crops (`--tta`);
 - `scratch`: the same architecture from random weights, as many epochs;
+- `shipped_stage3_pool2`: the shipped body cut after its third stage (`stages=3`, where the linear probe reads the
+  most) under a new `pool2` head (2x2 average pool, batch norm, dropout, linear), the body frozen for --freeze-epochs
+  at 10x --lr, then unfrozen for --epochs at `slice(lr, 5 lr)` (`--lr-mult 5`): the body at --lr, the head 5x faster;
 - `shipped_unfrozen_long`, `shipped_unfrozen_long_heavy`, `scratch_long` (only with --only, or --long): `shipped_unfrozen`
   and `scratch` for --long-epochs (30: about 150 steps of 32 faces, where 13 epochs give 70), the second with the
   `heavy` augmentation (rotation to 20 degrees, zoom to 1.25, lighting 0.4, warp 0.1);
@@ -72,6 +75,7 @@ def main(argv=None):
     p.add_argument('--freeze-epochs', type=int, default=3)
     p.add_argument('--lr', type=float, default=1e-3, help='learning rate from the shipped body (from scratch: 2e-3, the fer_vgg band)')
     p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--seed', type=int, default=0, help='draws the folds and the training order (another seed: a repeat of the whole cross-validation)')
     p.add_argument('--out', default='runs/jaffe')
     p.add_argument('--long-epochs', type=int, default=30, help='epochs of the *_long settings')
     p.add_argument('--long', action='store_true', help='also run the *_long settings')
@@ -83,13 +87,14 @@ def main(argv=None):
     from fer_fastai.recipes import run_recipe, cross_dataset_eval
     items = read_fer_items(a.data, **READ)
     arch = read_run(a.model).arch
-    common = dict(data=items, protocol='kfold', n_folds=a.folds, bs=a.bs, overwrite=True, seed=0)
+    common = dict(data=items, protocol='kfold', n_folds=a.folds, bs=a.bs, overwrite=True, seed=a.seed)
     settings = {
         'shipped_frozen': dict(pretrained=a.model, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=a.lr),
         'shipped_frozen_lr_mult10': dict(pretrained=a.model, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=10 * a.lr, lr_mult=10),
         'shipped_unfrozen': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr),
         'shipped_unfrozen_tta': dict(pretrained=a.model, epochs=a.epochs + a.freeze_epochs, freeze_epochs=0, lr=a.lr, tta=True, tta_crops=2),
         'scratch': dict(arch=arch, epochs=a.epochs + a.freeze_epochs, lr=2e-3),
+        'shipped_stage3_pool2': dict(pretrained=a.model, stages=3, head='pool2', epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=10 * a.lr, lr_mult=5),
     }
     longer = {
         'shipped_unfrozen_long': dict(pretrained=a.model, epochs=a.long_epochs, freeze_epochs=0, lr=a.lr),
@@ -103,11 +108,11 @@ def main(argv=None):
         settings = {k: v for k, v in every.items() if k in a.only}
     elif a.long: settings |= longer
     out = {'data': a.data, 'n_faces': len(items), 'n_subjects': int(items.subject.nunique()), 'model': a.model, 'arch': arch,
-           'folds': a.folds, 'protocol': 'subject-grouped stratified k-fold; fixed schedule, last epoch scored on the held-out subjects', 'results': {}}
+           'folds': a.folds, 'seed': a.seed, 'protocol': 'subject-grouped stratified k-fold; fixed schedule, last epoch scored on the held-out subjects', 'results': {}}
     if a.only and Path(a.json).exists():  # update these rows, keep the others
         saved = json.loads(Path(a.json).read_text())
-        if (saved.get('model'), saved.get('folds')) != (a.model, a.folds):
-            p.error(f"{a.json} holds a run from --model {saved.get('model')} on {saved.get('folds')} folds, not {a.model} on {a.folds}: "
+        if (saved.get('model'), saved.get('folds'), saved.get('seed', 0)) != (a.model, a.folds, a.seed):
+            p.error(f"{a.json} holds a run from --model {saved.get('model')} on {saved.get('folds')} folds with seed {saved.get('seed', 0)}, not {a.model} on {a.folds} with seed {a.seed}: "
                     'rerun every setting (no --only) or pass another --json.')
         out = saved
     for name, s in settings.items():
@@ -120,7 +125,7 @@ def main(argv=None):
         if a.only: Path(a.json).write_text(json.dumps(out, indent=1))  # each row as soon as it is measured
     if a.only: print(f'-> {a.json}'); return
     t0 = time.time()
-    probe = linear_probe(a.model, items, a.folds, seed=0)
+    probe = linear_probe(a.model, items, a.folds, seed=a.seed)
     out['results']['linear_probe'] = dict(stages={k: dict(mean=round(m, 4), std=round(sd, 4), folds=[round(f, 4) for f in fs]) for k, (m, sd, fs) in probe.items()},
                                           time_s=round(time.time() - t0, 1))
     for k, (m, sd, _) in probe.items(): print(f'linear_probe {k}: {100 * m:.1f}% ± {100 * sd:.1f}')

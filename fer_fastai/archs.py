@@ -22,14 +22,21 @@ __all__ = ['ARCHS', 'FER_ARCHS', 'HEADS', 'fer_vgg', 'fer_mobile', 'get_arch', '
 ARCHS = {n: getattr(torchvision.models, n) for n in
          ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn']}
 
+def _n_stages(widths, stages):
+    if stages is None: return len(widths)
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= len(widths):
+        raise FERModelError(f'stages must be a whole number from 1 to {len(widths)} (the body has {len(widths)} stages), not {stages!r}.')
+    return stages
+
 def fer_vgg(widths=(64, 128, 256, 512), # output channels of each stage
             n_convs:int=2, # 3x3 conv-BN-ReLU per stage
             n_in:int=1, # input channels
             pool_last:bool=False, # also max-pool after the last stage
+            stages:int=None, # keep only the first `stages` widths (each with its max-pool): a shallower body
            ) -> nn.Sequential:
     "A VGG body for 48x48 faces: per width, `n_convs` 3x3 conv-BN-ReLU and a 2x2 max-pool (none after the last unless `pool_last`)"
     layers, ni = [], n_in
-    for i, w in enumerate(widths):
+    for i, w in enumerate(widths[:_n_stages(widths, stages)]):
         for _ in range(n_convs):
             layers += [nn.Conv2d(ni, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]; ni = w
         if pool_last or i < len(widths) - 1: layers.append(nn.MaxPool2d(2))
@@ -44,10 +51,11 @@ def _conv_bn(ni, no, ks=3, stride=1, groups=1):
 def fer_mobile(widths=(32, 64, 128, 256), # output channels of each stage
                blocks:int=2, # depthwise-separable blocks per stage
                n_in:int=1, # input channels
+               stages:int=None, # keep only the first `stages` widths: a shallower body
               ) -> nn.Sequential:
     "A depthwise-separable body for 48x48 faces, made for speed: a 3x3 stem, then per width `blocks` 3x3 depthwise + 1x1 pointwise conv-BN-ReLU, the first of each stage after the first with stride 2"
     layers, ni = _conv_bn(n_in, widths[0] // 2), widths[0] // 2
-    for i, w in enumerate(widths):
+    for i, w in enumerate(widths[:_n_stages(widths, stages)]):
         for b in range(blocks if i else 1):
             layers += _conv_bn(ni, ni, 3, 2 if i and b == 0 else 1, groups=ni) + _conv_bn(ni, w, 1); ni = w
     body = nn.Sequential(*layers)
@@ -123,7 +131,11 @@ def _fastai_head(nf, n_out, ps=0.5, lin_ftrs=None): return create_head(nf, n_out
 def _linear_head(nf, n_out, ps=0.5, lin_ftrs=None):
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(ps), nn.Linear(nf, n_out))
 
-HEADS = {'fastai': _fastai_head, 'linear': _linear_head}
+def _pool2_head(nf, n_out, ps=0.5, lin_ftrs=None):
+    "Average-pooled to 2x2, not 1x1: which quarter of the face a feature fired in is kept (4 * `nf` features), batch-normalised"
+    return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.BatchNorm1d(4 * nf), nn.Dropout(ps), nn.Linear(4 * nf, n_out))
+
+HEADS = {'fastai': _fastai_head, 'linear': _linear_head, 'pool2': _pool2_head}
 
 def register_head(name:str, # the name `fer_learner(..., head=name)` and `RunConfig.head` use
                   make_head, # `make_head(nf, n_out, ps=..., lin_ftrs=...) -> nn.Module`
@@ -140,13 +152,16 @@ def create_fer_model(arch='fer_vgg_m', # architecture name (`list_archs()`) or t
                      head:str='linear', # a name in `HEADS`
                      ps:float=0.5, # head dropout
                      lin_ftrs=None, # hidden layer sizes of heads that have them
+                     stages:int=None, # `FER_ARCHS` only: keep the body's first `stages` stages (default: all)
                     ) -> nn.Module:
     "`nn.Sequential(body, head)` for `arch` with `n_in` input channels and `n_out` emotions"
     name, fn = get_arch(arch)
     if head not in HEADS: raise FERModelError(f'Unknown head {head!r}: one of {", ".join(HEADS)} (or register_head your own).')
+    if stages is not None and name not in FER_ARCHS:
+        raise FERModelError(f'stages={stages!r} shortens the bodies of {", ".join(FER_ARCHS)} only, not {name}: leave stages out.')
     if name in FER_ARCHS:
         if pretrained: raise _no_imagenet(name)
-        body = nn.Sequential(FER_ARCHS[name](n_in=n_in))  # the same nesting as a torchvision VGG body
+        body = nn.Sequential(FER_ARCHS[name](n_in=n_in, stages=stages))  # the same nesting as a torchvision VGG body
         h = HEADS[head](num_features_model(body), n_out, ps=ps, lin_ftrs=lin_ftrs)
         apply_init(h, nn.init.kaiming_normal_)
         return nn.Sequential(body, h)

@@ -20,7 +20,7 @@ RECIPE_NAMES = ('default', 'fastai_resnet18', 'fastai_resnet50_imagenet', 'vgg16
                 'transfer_resnet50_sgd', 'transfer_resnet50_adam', 'transfer_resnet152_sgd', 'sfew_resnet18', 'sfew_resnet34', 'sfew_resnet50',
                 'sfew_resnet18_faces', 'scn_resnet18', 'scn_fer_vgg_m', 'dcnn_scn_resnet18', 'ensemble_tta')
 DEFAULT_MODEL = 'fer2013'  # the shipped model predict and cam use when given no --model
-HEAD_NAMES = ('auto', 'fastai', 'linear', 'attention', 'dropout', 'scn')
+HEAD_NAMES = ('auto', 'fastai', 'linear', 'pool2', 'attention', 'dropout', 'scn')
 AUG_NAMES = ('default', 'heavy', 'none')
 CAM_METHOD_NAMES = ('gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'eigengradcam', 'scorecam', 'ablationcam',
                     'gradcamelementwise', 'kpcacam', 'cam', 'occlusion')
@@ -92,6 +92,7 @@ def _add_train(p):
     g = p.add_argument_group('recipe settings', 'each overrides the recipe\'s own; an option the recipe cannot take is an error')
     g.add_argument('--arch', default=S, help='architecture: fer_vgg_m, fer_vgg_s, fer_vgg, fer_mobile, resnet18/34/50/101/152, vgg11/13/16/19_bn, or a timm name')
     g.add_argument('--head', default=S, choices=HEAD_NAMES, help="classifier head ('auto': fastai's for a pretrained body, else linear)")
+    g.add_argument('--stages', default=S, type=int, help="keep only the body's first STAGES stages (fer_* architectures), e.g. 3 for a small dataset of other faces from --pretrained")
     g.add_argument('--size', default=S, type=int, help='input size in pixels (48 native; 224 for ImageNet-style input)')
     g.add_argument('--pretrained', default=S, nargs='?', const=True, metavar='NAME',
                    help=f"alone: torchvision's ImageNet weights; with a shipped model's name (e.g. {DEFAULT_MODEL}): its body, frozen first, then fine-tuned")

@@ -36,14 +36,20 @@ def _check_config(cfg, name, native, n_in):
     if cfg.n_channels != n_in:
         raise FERModelError(f"The weights take {cfg.n_channels}-channel input but the dataloaders give {n_in}: use fer_dataloaders(n_channels={cfg.n_channels}).")
 
-def _load_weights(model, weights, name, native, n_in, vocab) -> int:
-    "Load the body (and the head, for the same emotions) of `weights` into `model`; the number of tensors loaded"
+def _load_weights(model, weights, name, native, n_in, vocab, head=None, stages=None) -> int:
+    "Load the body (and the head, for the same emotions, head and stages) of `weights` into `model`; the number of tensors loaded"
     sd, cfg = load_state_dict_file(weights)
     if cfg is not None: _check_config(cfg, name, native, n_in)
     if any(k.startswith('0.') for k in sd):  # a model this library saved: body under 0., head under 1.
-        loaded = load_matching(model[0], {k[2:]: v for k, v in sd.items() if k.startswith('0.')}, f'the {name} body')
-        if cfg is not None and cfg.vocab == vocab: loaded += load_matching(model[1], {k[2:]: v for k, v in sd.items() if k.startswith('1.')}, 'the head')
-        elif cfg is not None: print(f"Transfer: the body comes from {weights} (emotions {cfg.vocab}); the head is new for {vocab}.")
+        body = {k[2:]: v for k, v in sd.items() if k.startswith('0.')}
+        cut = stages is not None and (cfg is None or cfg.stages != stages)
+        if cut: own = model[0].state_dict(); body = {k: v for k, v in body.items() if k in own}  # the first stages of a deeper body
+        loaded = load_matching(model[0], body, f'the {name} body' + (f' cut to {stages} stages' if cut else ''))
+        if cfg is None: return loaded
+        why = (f'emotions {cfg.vocab}' if cfg.vocab != vocab else f'its first {stages} stages' if cut else
+               f'a {cfg.head} head' if head is not None and cfg.head != head else None)
+        if why is None: loaded += load_matching(model[1], {k[2:]: v for k, v in sd.items() if k.startswith('1.')}, 'the head')
+        else: print(f"Transfer: the body comes from {weights} ({why}); the head is new for {vocab}.")
         return loaded
     # a plain torchvision-style backbone (e.g. face-pretrained): map its names onto the body's numbered children
     _, fn = get_arch(name)
@@ -121,6 +127,7 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
                 native:bool=None, # a stem for small input (default: when the input is below 96 px)
                 head:str='auto', # a name in `HEADS`; 'auto': fastai's head on pretrained bodies, linear from scratch, a saved run's own
                 ps:float=0.5, # head dropout
+                stages:int=None, # keep only the body's first `stages` stages (`FER_ARCHS`; default: all), e.g. 3 for a small dataset of other faces
                 class_weights=None, # per-emotion loss weights (`fer_fastai.data.class_weights`)
                 label_smoothing:float=0.1, # label smoothing of the default cross-entropy
                 mixed_precision='auto', # bf16/fp16 where the hardware computes it fast; True or False to force
@@ -152,9 +159,9 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
     # this library saved keeps the head it was trained with
     if head == 'auto': head = cfg.head if cfg is not None else 'fastai' if (pretrained or weights is not None) else 'linear'
     vocab = list(dls.vocab)
-    model = create_fer_model(arch, len(vocab), n_in, pretrained, native, head, ps)
+    model = create_fer_model(arch, len(vocab), n_in, pretrained, native, head, ps, stages=stages)
     _norm_warning(dls, pretrained)
-    loaded = None if weights is None else _load_weights(model, weights, name, native, n_in, vocab)
+    loaded = None if weights is None else _load_weights(model, weights, name, native, n_in, vocab, head, stages)
     if class_weights is not None: class_weights = torch.as_tensor(class_weights, dtype=torch.float32).to(dls.device)
     loss_func = ifnone(loss_func, CrossEntropyLossFlat(weight=class_weights, label_smoothing=label_smoothing))
     metrics = ifnone(metrics, [accuracy, F1Score(average='macro'), BalancedAccuracy()])
@@ -163,7 +170,7 @@ def fer_learner(dls, # dataloaders, e.g. from `fer_dataloaders`
     if getattr(dls, 'device', None) is not None: model = model.to(dls.device)
     learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, splitter=ifnone(splitter, arch_splitter(name)), **kwargs)
     opt = next((k for k, v in OPTIMIZERS.items() if v is opt_func), getattr(opt_func, '__name__', str(opt_func)))
-    learn.fer = dict(fer, arch=name, native=native, n_channels=n_in, head=head, ps=ps, pretrained=shipped or pretrained,
+    learn.fer = dict(fer, arch=name, native=native, n_channels=n_in, head=head, ps=ps, stages=stages, pretrained=shipped or pretrained,
                      weights=None if weights is None else str(weights), tensors_loaded=loaded, vocab=vocab,
                      class_weights=None if class_weights is None else class_weights.tolist(), label_smoothing=label_smoothing, opt=opt)
     if pretrained or shipped: learn.freeze()
@@ -176,7 +183,7 @@ def run_config(learn:Learner, # a learner made by `fer_learner`
     "The `RunConfig` of `learn`'s model; `metrics=`, `training=` and any other keyword go into the record"
     f = learn.fer
     return RunConfig(arch=f['arch'], vocab=list(learn.dls.vocab), size=int(f['size']), n_channels=int(f['n_channels']), native=bool(f['native']),
-                     head=f['head'], ps=f['ps'], normalize=f.get('normalize'), mean=f.get('mean'), std=f.get('std'),
+                     head=f['head'], ps=f['ps'], stages=f.get('stages'), normalize=f.get('normalize'), mean=f.get('mean'), std=f.get('std'),
                      metrics=extra.pop('metrics', {}), training=extra.pop('training', {}), extra=extra)
 
 @patch
@@ -223,13 +230,13 @@ def load_fer_learner(path, # a run folder
         raise FERModelError(f"The model knows {cfg.vocab} but the dataloaders have {list(dls.vocab)}. Build the dataloaders with "
                             f"vocab={cfg.vocab} (or leave dls out: load_fer_learner(path) builds them), or use fer_learner(dls, weights=...) "
                             f"to transfer the body to these emotions.")
-    return fer_learner(dls, cfg.arch, weights=path, native=cfg.native, head=cfg.head, ps=cfg.ps, **kwargs)
+    return fer_learner(dls, cfg.arch, weights=path, native=cfg.native, head=cfg.head, ps=cfg.ps, stages=cfg.stages, **kwargs)
 
 # %% ../nbs/04_learner.ipynb #563f5154
 def load_body(learn:Learner, # the learner whose body gets the weights
               source, # a Learner, a model, or a run folder / weights file written by this library
              ) -> Learner:
-    "Copy the body weights of `source` into `learn`'s body, whatever the heads"
+    "Copy the body weights of `source` into `learn`'s body, whatever the heads (the first stages of a deeper body, for a body cut short)"
     if isinstance(source, Learner): source = source.model
     if isinstance(source, nn.Module): sd = {k[2:]: v for k, v in source.state_dict().items() if k.startswith('0.')}
     else:
@@ -239,7 +246,7 @@ def load_body(learn:Learner, # the learner whose body gets the weights
     own = learn.model[0].state_dict()
     bad = [k for k in own if k not in sd or sd[k].shape != own[k].shape]
     if bad: raise FERModelError(f'The body of {source if isinstance(source, (str, Path)) else "the source model"} does not fit: {len(bad)} tensors differ (e.g. {bad[:3]}); same arch and native stem needed.')
-    learn.model[0].load_state_dict(sd)
+    learn.model[0].load_state_dict({k: sd[k] for k in own})
     return learn
 
 # %% ../nbs/04_learner.ipynb #273d2fa3

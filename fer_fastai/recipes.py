@@ -34,6 +34,7 @@ class Recipe:
     description: str = ''
     arch: str = 'fer_vgg_m'      # a registered architecture (fer_vgg_m: a VGG made for 48 px faces)
     head: str = 'auto'           # a registered head; 'auto': fastai's for a pretrained body, else a pooled linear classifier
+    stages: int = None           # the body's first `stages` stages only (fer_* architectures); None: all
     pretrained: bool = False     # True: ImageNet weights (torch hub cache); a shipped model's name (`list_pretrained()`): its body
     weights: str = None          # or a face-pretrained / previously trained body (file or run folder)
     native: bool = None          # a 48 px stem for ResNet/VGG; None: below 96 px
@@ -134,15 +135,15 @@ def list_recipes() -> pd.DataFrame:
                               protocol=r.protocol, description=r.description) for r in RECIPES.values()]).set_index('recipe')
 
 # %% ../nbs/14_recipes.ipynb #5dc795e6
-_TRAINING = ('arch', 'head', 'pretrained', 'weights', 'native', 'size', 'opt', 'lr', 'wd', 'epochs', 'freeze_epochs', 'lr_mult', 'schedule', 'plateau_patience',
+_TRAINING = ('arch', 'head', 'stages', 'pretrained', 'weights', 'native', 'size', 'opt', 'lr', 'wd', 'epochs', 'freeze_epochs', 'lr_mult', 'schedule', 'plateau_patience',
              'patience', 'lr_find_iters', 'aug', 'erasing', 'class_weights', 'label_smoothing', 'precision', 'splitter', 'fold', 'n_folds',
              'frozen_body', 'faces', 'scn', 'teachers', 'distill_alpha', 'distill_t')
 _DISTILL = ('teachers', 'distill_alpha', 'distill_t')
 # which settings each protocol ignores, and why: a setting given for a recipe that would ignore it is an error, not a silent no-op
 _CANNOT = {'ensemble': (_TRAINING, 'it averages trained runs (members); train those first, or name recipes as members'),
            'kfold': (_DISTILL + ('splitter', 'fold'), 'it cross-validates over n_folds folds and distils from no teacher'),
-           'scn': (_DISTILL + ('head',), 'a Self-Cure Network trains its own SCN head and loss'),
-           'dcnn_scn': (_DISTILL + ('head', 'splitter', 'fold'), 'it trains a DCNN then an SCN from its body, on the official split')}
+           'scn': (_DISTILL + ('head', 'stages'), 'a Self-Cure Network trains its own SCN head and loss'),
+           'dcnn_scn': (_DISTILL + ('head', 'stages', 'splitter', 'fold'), 'it trains a DCNN then an SCN from its body, on the official split')}
 
 def cannot_take(recipe, names) -> dict:
     "`{setting: why}` for each of `names` that `recipe` (a name or a `Recipe`) would ignore"
@@ -217,7 +218,7 @@ def _learner(r:Recipe, dls, pretrained, arch=None, head=None):
     kw = dict(pretrained=pretrained, weights=w, native=r.native, class_weights=cw, label_smoothing=r.label_smoothing, opt_func=OPTIMIZERS[r.opt],
               mixed_precision=_PRECISION[r.precision])
     if (head or r.head) == 'scn' and r.protocol in ('scn', 'dcnn_scn') and head is None: learn = scn_learner(dls, ifnone(arch, r.arch), **r.scn, **kw)
-    else: learn = fer_learner(dls, ifnone(arch, r.arch), head=ifnone(head, r.head), **kw)
+    else: learn = fer_learner(dls, ifnone(arch, r.arch), head=ifnone(head, r.head), stages=r.stages, **kw)
     if body_from is not None: load_body(learn, body_from); learn.fer['weights'] = str(body_from)
     if r.wd is not None: learn.wd = r.wd
     if r.teachers:

@@ -34,6 +34,7 @@ class RunConfig:
     native: bool = False # a stem for small input (see `fer_fastai.archs`)
     head: str = 'linear' # a name in `fer_fastai.archs.HEADS`
     ps: float = 0.5 # head dropout
+    stages: int = None # the body's first `stages` stages only (`fer_fastai.archs.create_fer_model`); None: all
     normalize: str = None # how the statistics were chosen: 'dataset', 'imagenet' or None
     mean: list = None # per-channel mean of the 0..1 input (None: no normalisation)
     std: list = None # per-channel standard deviation
@@ -57,6 +58,8 @@ class RunConfig:
         if not isinstance(self.head, str) or self.head not in HEADS: bad(f'unknown head {self.head!r} (heads: {", ".join(HEADS)})')
         if not isinstance(self.native, bool): bad(f'native must be true or false, not {self.native!r}')
         if isinstance(self.ps, bool) or not isinstance(self.ps, (int, float)) or not 0 <= self.ps < 1: bad(f'ps (head dropout) must be a number from 0 to below 1, not {self.ps!r}')
+        if self.stages is not None and (isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1):
+            bad(f'stages must be a positive whole number or null, not {self.stages!r}')
         if self.normalize is not None and not isinstance(self.normalize, str): bad(f'normalize must be a name or null, not {self.normalize!r}')
         for k in ('metrics', 'training', 'extra'):
             if not isinstance(getattr(self, k), dict): bad(f'{k} must be a JSON object, not {getattr(self, k)!r}')
@@ -228,7 +231,8 @@ def load_run_model(path, # a run folder, or a shipped model's name (`list_pretra
     path = resolve_run(path)
     config = read_run(path)
     sd, _ = load_state_dict_file(Path(path)/'model.pth')
-    model = create_fer_model(config.arch, len(config.vocab), config.n_channels, pretrained=False, native=config.native, head=config.head, ps=config.ps)
+    model = create_fer_model(config.arch, len(config.vocab), config.n_channels, pretrained=False, native=config.native, head=config.head, ps=config.ps,
+                             stages=config.stages)
     load_matching(model, sd, f'the {config.arch} model described by model.json')
     return model.to(choose_device(device)).eval(), config
 

@@ -137,6 +137,31 @@ def test_transfer_from_the_command_line(jaffe, tmp_path):
     assert 0 <= meta['metrics']['valid']['accuracy'] <= 1
 
 
+
+def test_a_short_body_from_the_command_line(jaffe, tmp_path):
+    "--stages 3 --head pool2: the shipped body's first three stages under a new head; the run saves and loads back as it was trained"
+    from fer_fastai.cli import main
+    from fer_fastai.archs import create_fer_model
+    from fer_fastai.data import read_fer_items, load_items
+    from fer_fastai.images import preprocess_faces
+    out = tmp_path/'short'
+    rc = main(['train', '--data', str(jaffe), '--pretrained', DEFAULT_MODEL, '--stages', '3', '--head', 'pool2',
+               '--label-pattern', JAFFE_READ['label_pattern'], '--subject-pattern', JAFFE_READ['subject_pattern'], '--splitter', 'kfold',
+               '--by-subject', '--epochs', '1', '--freeze-epochs', '1', '--lr', '1e-2', '--lr-mult', '5', '--bs', '32', '--out', str(out), '--no-plots'])
+    assert rc == 0
+    meta = json.loads((out/'model.json').read_text())
+    assert meta['stages'] == 3 and meta['head'] == 'pool2' and meta['training']['stages'][-1]['lr'] == str(slice(1e-3, 5e-3))
+    model, cfg = load_run_model(out, device='cpu')
+    shipped, _ = load_run_model(DEFAULT_MODEL, device='cpu')
+    pools = [i for i, l in enumerate(shipped[0][0]) if isinstance(l, torch.nn.MaxPool2d)]
+    assert len(model[0][0]) == pools[2] + 1  # up to the third max-pool
+    items = load_items(read_fer_items(jaffe, **JAFFE_READ).iloc[:16], 1)
+    x = torch.tensor(preprocess_faces(list(items.image), cfg.size, cfg.n_channels, cfg.mean, cfg.std))
+    with torch.no_grad(): feats, p = model[0](x), model(x).softmax(1)
+    assert feats.shape[-2:] == (6, 6) and model[1][-1].in_features == 4 * feats.shape[1]  # a 2x2 grid of the stage's channels
+    assert p.shape == (16, 7) and torch.allclose(p.sum(1), torch.ones(16))
+    with pytest.raises(FERModelError, match='from 1 to 4'): create_fer_model(cfg.arch, stages=5)
+
 def test_the_wheel_carries_the_models(tmp_path):
     "The weights and cards are package data: a built wheel holds them"
     r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(ROOT)],
